@@ -1,1 +1,56 @@
-fn main(){}
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
+//! - `cargo xtask bench [--quick] [FILTER]`: every criterion comparison, printed as
+//!   `name | ours | baseline | ratio` and written to `<target>/bench-summary.json`.
+
+#![allow(clippy::print_stdout, reason = "the bench table is this tool's output")]
+
+mod bench;
+mod ci;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  ci                       fmt, clippy, tests (real Redis included), docs, cargo-deny
+  bench [--quick] [FILTER] run the benchmarks and write <target>/bench-summary.json";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") if args.len() == 1 => ci::run(),
+        Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        Some("-h" | "--help" | "help") => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(format!("unknown arguments {args:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root, whatever the current directory.
+fn project_root() -> std::path::PathBuf {
+    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_owned()
+}
+
+/// Runs `cargo <args>` from the workspace root with extra environment variables.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(&cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(project_root())
+        .status()
+        .map_err(|e| format!("cannot run `{cargo} {}`: {e}", args.join(" ")))?;
+    if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed with {status}", args.join(" "))) }
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use figment::{
     Figment, Profile, Provider,
     providers::{Env, Format, Serialized, Toml},
-    value::Value,
+    value::{Dict, Map, Value},
 };
 use serde::Serialize;
 
@@ -135,16 +135,15 @@ impl ConfigLoader {
 
         let mut figment = Figment::from(Labeled::preset(Serialized::defaults(&preset), environment));
         if let Some(file) = &file {
-            let toml = Toml::file_exact(&file.path).nested();
-            match toml.data() {
-                Ok(tables) => {
-                    for table in tables.keys().filter(|t| !FILE_TABLES.contains(&t.as_str().as_str())) {
-                        problems.push(unknown_table(&file.path, table));
-                    }
-                }
-                Err(error) => return Err(invalid(environment, unreadable(error, &file.path))),
+            // Parsed once, then handed to figment as is.
+            let tables = Toml::file_exact(&file.path)
+                .nested()
+                .data()
+                .map_err(|error| invalid(environment, unreadable(error, &file.path)))?;
+            for table in tables.keys().filter(|t| !FILE_TABLES.contains(&t.as_str().as_str())) {
+                problems.push(unknown_table(&file.path, table));
             }
-            figment = figment.merge(Labeled::file(toml, &file.path));
+            figment = figment.merge(Labeled::file(Parsed(tables), &file.path));
         }
         if self.env_vars {
             let env = Env::prefixed(ENV_PREFIX).ignore(&["ENV", "CONFIG"]).split(ENV_SPLIT).global();
@@ -283,6 +282,19 @@ fn recover(
             problems.extend(figment_problems(error, None));
             Err(invalid(environment, problems))
         }
+    }
+}
+
+/// Values already read from a source.
+struct Parsed(Map<Profile, Dict>);
+
+impl Provider for Parsed {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("parsed")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(self.0.clone())
     }
 }
 

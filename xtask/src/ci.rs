@@ -1,0 +1,53 @@
+//! `cargo xtask ci`: the README's one test command.
+
+use std::time::Instant;
+
+use crate::cargo;
+
+struct Step {
+    name: &'static str,
+    args: &'static [&'static str],
+    envs: &'static [(&'static str, &'static str)],
+    hint: &'static str,
+}
+
+const STEPS: &[Step] = &[
+    Step { name: "fmt", args: &["fmt", "--all", "--", "--check"], envs: &[], hint: "run `cargo fmt --all`" },
+    Step {
+        name: "clippy",
+        args: &["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"],
+        envs: &[],
+        hint: "fix the clippy findings above",
+    },
+    Step {
+        name: "test",
+        args: &["test", "--workspace", "--all-features"],
+        envs: &[],
+        hint: "Redis tests need `redis-server` and `redis-cli` on PATH",
+    },
+    Step {
+        name: "doc",
+        args: &["doc", "--workspace", "--all-features", "--no-deps"],
+        envs: &[("RUSTDOCFLAGS", "-D warnings")],
+        hint: "fix the rustdoc warnings above",
+    },
+    Step {
+        name: "deny",
+        // Advisories need the RustSec database from the network, which CI lacks.
+        args: &["deny", "--all-features", "check", "bans", "licenses", "sources"],
+        envs: &[],
+        hint: "install it with `cargo install --locked cargo-deny` if it is missing",
+    },
+];
+
+pub(crate) fn run() -> Result<(), String> {
+    let started = Instant::now();
+    for step in STEPS {
+        eprintln!("==> ci step `{}`: cargo {}", step.name, step.args.join(" "));
+        let step_started = Instant::now();
+        cargo(step.args, step.envs).map_err(|e| format!("ci step `{}` failed: {e} ({})", step.name, step.hint))?;
+        eprintln!("==> ci step `{}` passed in {:.1?}", step.name, step_started.elapsed());
+    }
+    eprintln!("==> ci passed in {:.1?}", started.elapsed());
+    Ok(())
+}
