@@ -112,11 +112,9 @@ fn collect(criterion_dir: &Path) -> Result<Vec<Comparison>, String> {
         let Some(dir) = benchmark.parent().filter(|d| d.ends_with("new")) else { continue };
         let meta = read_json(&benchmark)?;
         let estimates = read_json(&dir.join("estimates.json"))?;
-        let (Some(group), Some(function), Some(median)) = (
-            meta["group_id"].as_str(),
-            meta["function_id"].as_str(),
-            estimates["median"]["point_estimate"].as_f64(),
-        ) else {
+        let (Some(group), Some(function), Some(median)) =
+            (meta["group_id"].as_str(), meta["function_id"].as_str(), estimates["median"]["point_estimate"].as_f64())
+        else {
             continue;
         };
         medians.entry(group.to_owned()).or_default().insert(function.to_owned(), median);

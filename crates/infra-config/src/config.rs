@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Backend, ConfigError, ConfigLoader, Environment, Problems, RedisUrl,
     sections::{
-        BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig,
-        RetryConfig, StateConfig, TimeoutConfig,
+        BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig, RetryConfig,
+        StateConfig, TimeoutConfig,
     },
     validate,
 };
@@ -118,10 +118,7 @@ impl Config {
                     open_duration: Duration::from_secs(30),
                     half_open_max_calls: 1,
                 },
-                timeout: TimeoutConfig {
-                    per_attempt: Duration::from_secs(10),
-                    overall: Duration::from_secs(30),
-                },
+                timeout: TimeoutConfig { per_attempt: Duration::from_secs(10), overall: Duration::from_secs(30) },
             },
         }
     }
@@ -133,10 +130,7 @@ impl Config {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(ConfigError::Invalid {
-                environment: self.environment,
-                problems: Problems(problems),
-            })
+            Err(ConfigError::Invalid { environment: self.environment, problems: Problems(problems) })
         }
     }
 

@@ -33,9 +33,8 @@ fn walk(merged: &Value, schema: &Value, prefix: &str, shape: &mut Shape) {
                 match known.get(name) {
                     Some(expected) => walk(value, expected, &key, shape),
                     None => shape.unknown.push(Unknown {
-                        suggestion: closest(name, known).map(|s| {
-                            if prefix.is_empty() { s.to_owned() } else { format!("{prefix}.{s}") }
-                        }),
+                        suggestion: closest(name, known)
+                            .map(|s| if prefix.is_empty() { s.to_owned() } else { format!("{prefix}.{s}") }),
                         key,
                     }),
                 }

@@ -86,10 +86,7 @@ struct ChosenFile {
 impl ConfigLoader {
     /// A loader with every layer enabled.
     pub fn new() -> Self {
-        Self {
-            env_vars: true,
-            ..Self::default()
-        }
+        Self { env_vars: true, ..Self::default() }
     }
 
     /// Loads this environment, whatever `INFRA_ENV` says.
@@ -225,29 +222,22 @@ impl ConfigLoader {
     fn resolve_file(&self) -> Result<Option<ChosenFile>, ConfigError> {
         let chosen = match &self.file {
             FileChoice::None => return Ok(None),
-            FileChoice::Path(path) => ChosenFile {
-                path: path.clone(),
-                named_by: Some("ConfigLoader::file".to_owned()),
-            },
+            FileChoice::Path(path) => {
+                ChosenFile { path: path.clone(), named_by: Some("ConfigLoader::file".to_owned()) }
+            }
             FileChoice::Default => match std::env::var_os(ENV_VAR_CONFIG_FILE).filter(|_| self.env_vars) {
                 Some(path) => ChosenFile {
                     path: PathBuf::from(path),
                     named_by: Some(format!("environment variable `{ENV_VAR_CONFIG_FILE}`")),
                 },
-                None => ChosenFile {
-                    path: PathBuf::from(DEFAULT_CONFIG_FILE),
-                    named_by: None,
-                },
+                None => ChosenFile { path: PathBuf::from(DEFAULT_CONFIG_FILE), named_by: None },
             },
         };
         if chosen.path.is_file() {
             return Ok(Some(chosen));
         }
         match chosen.named_by {
-            Some(origin) => Err(ConfigError::MissingFile {
-                path: chosen.path,
-                origin,
-            }),
+            Some(origin) => Err(ConfigError::MissingFile { path: chosen.path, origin }),
             None => Ok(None),
         }
     }
@@ -300,10 +290,7 @@ impl Provider for Parsed {
 
 fn invalid(environment: Environment, mut problems: Vec<Problem>) -> ConfigError {
     problems.sort_by(|a, b| a.key.cmp(&b.key));
-    ConfigError::Invalid {
-        environment,
-        problems: Problems(problems),
-    }
+    ConfigError::Invalid { environment, problems: Problems(problems) }
 }
 
 fn unknown_table(path: &Path, table: &Profile) -> Problem {
@@ -316,10 +303,7 @@ fn unknown_table(path: &Path, table: &Profile) -> Problem {
             FILE_TABLES.join(", ")
         ),
     );
-    problem.origin = Some(Origin::File {
-        path: path.to_owned(),
-        key: table.as_str().to_string(),
-    });
+    problem.origin = Some(Origin::File { path: path.to_owned(), key: table.as_str().to_string() });
     problem
 }
 
@@ -327,7 +311,8 @@ fn unreadable(error: figment::Error, path: &Path) -> Vec<Problem> {
     error
         .into_iter()
         .map(|e| {
-            let mut problem = Problem::new("", ProblemKind::Unreadable, format!("cannot read `{}`: {}", path.display(), e.kind));
+            let mut problem =
+                Problem::new("", ProblemKind::Unreadable, format!("cannot read `{}`: {}", path.display(), e.kind));
             problem.origin_key = String::new();
             problem
         })

@@ -8,14 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const REDACTED: &str = "***";
 
 /// URL schemes the Redis backends accept (the ones `fred` understands).
-pub const REDIS_SCHEMES: &[&str] = &[
-    "redis",
-    "rediss",
-    "redis-cluster",
-    "rediss-cluster",
-    "redis-sentinel",
-    "rediss-sentinel",
-];
+pub const REDIS_SCHEMES: &[&str] =
+    &["redis", "rediss", "redis-cluster", "rediss-cluster", "redis-sentinel", "rediss-sentinel"];
 
 /// A validated Redis connection URL whose password is redacted everywhere it could leak.
 ///
@@ -47,10 +41,7 @@ pub struct InvalidRedisUrl {
 
 impl InvalidRedisUrl {
     fn new(input: &str, reason: impl Into<String>) -> Self {
-        Self {
-            redacted: redact_urls_in(input),
-            reason: reason.into(),
-        }
+        Self { redacted: redact_urls_in(input), reason: reason.into() }
     }
 
     /// Why the URL was rejected.
@@ -66,11 +57,7 @@ impl RedisUrl {
         if !REDIS_SCHEMES.contains(&url.scheme()) {
             return Err(InvalidRedisUrl::new(
                 input,
-                format!(
-                    "unsupported scheme `{}`, expected one of: {}",
-                    url.scheme(),
-                    REDIS_SCHEMES.join(", ")
-                ),
+                format!("unsupported scheme `{}`, expected one of: {}", url.scheme(), REDIS_SCHEMES.join(", ")),
             ));
         }
         if url.host_str().is_none_or(str::is_empty) {

@@ -67,12 +67,7 @@ impl<P: Provider> Labeled<P> {
     }
 
     pub(crate) fn override_(inner: P) -> Self {
-        Self {
-            inner,
-            metadata: |_| Metadata::named(OVERRIDE),
-            path: None,
-            environment: Environment::Development,
-        }
+        Self { inner, metadata: |_| Metadata::named(OVERRIDE), path: None, environment: Environment::Development }
     }
 }
 
@@ -113,7 +108,8 @@ pub(crate) fn origin_from_metadata(metadata: &Metadata, profile: Profile, key: &
                 Some(Source::File(path)) => path.clone(),
                 _ => PathBuf::new(),
             };
-            let key = if keys.is_empty() { profile.as_str().to_string() } else { metadata.interpolate(&profile, &keys) };
+            let key =
+                if keys.is_empty() { profile.as_str().to_string() } else { metadata.interpolate(&profile, &keys) };
             Some(Origin::File { path, key })
         }
         ENV => Some(Origin::EnvVar(metadata.interpolate(&profile, &keys))),

@@ -18,7 +18,13 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     backend_section(&mut out, "state", config.state.backend, config.state.redis_url.is_some(), &config.state.namespace);
     positive_ms(&mut out, "state.operation_timeout_ms", config.state.operation_timeout);
     positive_ms(&mut out, "state.connect_timeout_ms", config.state.connect_timeout);
-    backend_section(&mut out, "events", config.events.backend, config.events.redis_url.is_some(), &config.events.namespace);
+    backend_section(
+        &mut out,
+        "events",
+        config.events.backend,
+        config.events.redis_url.is_some(),
+        &config.events.namespace,
+    );
     positive_ms(&mut out, "events.operation_timeout_ms", config.events.operation_timeout);
     positive_ms(&mut out, "events.connect_timeout_ms", config.events.connect_timeout);
     logging(&mut out, &config.logging);

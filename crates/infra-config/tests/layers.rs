@@ -1,5 +1,7 @@
 //! Every layer and its precedence: preset < file ([default] < [env]) < variables < overrides.
 
+#![allow(clippy::result_large_err, reason = "figment::Jail closures return figment::Error (Figment#139)")]
+
 use std::time::Duration;
 
 use figment::Jail;
@@ -117,8 +119,7 @@ fn explicit_environment_and_file_beat_infra_env_and_infra_config() {
         let config = Config::loader().environment(Environment::Staging).file("other.toml").load().expect("valid");
         assert_eq!(config.state.namespace, "from-other");
 
-        let config =
-            Config::loader().environment(Environment::Staging).without_file().load().expect("valid");
+        let config = Config::loader().environment(Environment::Staging).without_file().load().expect("valid");
         assert_eq!(config.state.namespace, "staging");
         Ok(())
     });

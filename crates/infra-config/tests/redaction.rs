@@ -1,5 +1,7 @@
 //! The password of a Redis URL never shows in `Debug`, `Display`, errors or a dumped config.
 
+#![allow(clippy::result_large_err, reason = "figment::Jail closures return figment::Error (Figment#139)")]
+
 use figment::Jail;
 use infra_config::{Config, Environment};
 

@@ -1,5 +1,7 @@
 //! The exact text of every validation error, each naming its key and where the value came from.
 
+#![allow(clippy::result_large_err, reason = "figment::Jail closures return figment::Error (Figment#139)")]
+
 use figment::Jail;
 use infra_config::{Config, ConfigError, Environment, Origin, ProblemKind};
 
@@ -202,7 +204,10 @@ fn toml_syntax_errors_name_the_file_and_position() {
         let err = Config::load().unwrap_err();
         let problems = problems(&err);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("cannot read `infra.toml`: TOML parse error at line 1, column 19"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("cannot read `infra.toml`: TOML parse error at line 1, column 19"),
+            "{problems:?}"
+        );
         assert_eq!(err.problems()[0].kind, ProblemKind::Unreadable);
         Ok(())
     });

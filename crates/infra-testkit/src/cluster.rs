@@ -114,9 +114,11 @@ impl RedisCluster {
 
     /// Index of the node that serves `key`.
     pub fn node_for_key(&mut self, key: &str) -> Result<usize> {
-        let node = self.nodes.iter_mut().position(RedisServer::is_running).ok_or_else(|| {
-            TestkitError::Cluster("no node is running".to_owned())
-        })?;
+        let node = self
+            .nodes
+            .iter_mut()
+            .position(RedisServer::is_running)
+            .ok_or_else(|| TestkitError::Cluster("no node is running".to_owned()))?;
         let slot = match self.nodes[node].command(&["CLUSTER", "KEYSLOT", key])? {
             Reply::Integer(slot) => slot,
             other => return Err(TestkitError::Cluster(format!("unexpected CLUSTER KEYSLOT reply {other:?}"))),
@@ -158,7 +160,11 @@ impl RedisCluster {
                     && info.contains(&expected_nodes))
                 {
                     healthy = false;
-                    last = format!("node on port {}: {}", node.port(), info.lines().take(6).collect::<Vec<_>>().join(", "));
+                    last = format!(
+                        "node on port {}: {}",
+                        node.port(),
+                        info.lines().take(6).collect::<Vec<_>>().join(", ")
+                    );
                     break;
                 }
             }

@@ -24,7 +24,10 @@ pub(crate) fn executable(program: &'static str, env_var: &'static str) -> Result
         return if path.is_file() { Ok(path) } else { Err(not_found()) };
     }
     let path = std::env::var_os("PATH").ok_or_else(not_found)?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file()).ok_or_else(not_found)
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(not_found)
 }
 
 /// A loopback port nobody listens on right now (never 6379). Another process may take it before

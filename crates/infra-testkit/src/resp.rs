@@ -93,7 +93,8 @@ impl Connection {
         let line = line.trim_end_matches(['\r', '\n']);
         let (kind, rest) = line.split_at(line.len().min(1));
         let number = || {
-            rest.parse::<i64>().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad length `{rest}`")))
+            rest.parse::<i64>()
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad length `{rest}`")))
         };
         Ok(match kind {
             "+" => Reply::Status(rest.to_owned()),
@@ -113,7 +114,10 @@ impl Connection {
                 Err(_) => Reply::Array(None),
             },
             _ => {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected reply line `{line}`")));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("unexpected reply line `{line}`"),
+                ));
             }
         })
     }

@@ -83,7 +83,8 @@ impl RedisServerBuilder {
         for _ in 0..PORT_ATTEMPTS {
             let dir = ScratchDir::new(self.label.as_deref().unwrap_or("redis"))?;
             let port = free_port()?;
-            let mut server = RedisServer { binary: binary.clone(), options: self.clone(), port, child: None, paused: false, dir };
+            let mut server =
+                RedisServer { binary: binary.clone(), options: self.clone(), port, child: None, paused: false, dir };
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 // Another process took the port between our probe and the server's bind.
