@@ -8,6 +8,8 @@
 
 mod bench;
 mod ci;
+#[cfg(test)]
+mod tidy;
 
 use std::process::ExitCode;
 
