@@ -1,0 +1,306 @@
+//! Installing the subscriber: bunyan JSON or console text, through a non-blocking writer.
+
+use std::{
+    io::{self, IsTerminal, Write},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use infra_config::{LogFormat, LoggingConfig};
+use time::format_description::well_known::Rfc3339;
+use tracing::Dispatch;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_bunyan_formatter::{BunyanFormattingLayer, JsonStorageLayer};
+use tracing_subscriber::{
+    Layer, Registry,
+    filter::{LevelFilter, Targets},
+    fmt::MakeWriter,
+    layer::SubscriberExt,
+};
+
+use crate::{LogError, redact};
+
+/// Lines the non-blocking writer buffers before it starts dropping (and counting) them.
+pub const DEFAULT_BUFFERED_LINES: usize = 128_000;
+/// The variable whose directives, when set, replace the configured level.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// Installs the global subscriber described by `config`, writing to stdout.
+///
+/// Keep the returned guard alive until the program ends: dropping it flushes the buffered
+/// lines. Calling `init` twice returns [`LogError::AlreadyInitialized`].
+pub fn init(config: &LoggingConfig) -> Result<LogGuard, LogError> {
+    LogBuilder::new(config).init()
+}
+
+/// Like [`init`], but writes into any `io::Write` (a file, a buffer in tests, a socket).
+pub fn init_with_writer(config: &LoggingConfig, writer: impl Write + Send + 'static) -> Result<LogGuard, LogError> {
+    LogBuilder::new(config).writer(writer).init()
+}
+
+/// Keeps the background writer alive; dropping it flushes what is buffered (waiting at most
+/// about a second) and reports on stderr how many lines were dropped, if any.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    counter: ErrorCounter,
+    worker: Option<WorkerGuard>,
+}
+
+impl LogGuard {
+    /// Lines dropped because the sink was slower than the program and the buffer was full.
+    /// Each drop is also reported by a WARN line in the log itself once the sink catches up.
+    pub fn dropped_lines(&self) -> usize {
+        self.counter.dropped_lines()
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        drop(self.worker.take());
+        let dropped = self.counter.dropped_lines();
+        if dropped > 0 {
+            eprintln!("infra-log: {dropped} log lines were dropped because the log sink was slower than the program");
+        }
+    }
+}
+
+/// Options beyond [`LoggingConfig`]: the bunyan `name`, the writer, the buffer size.
+#[derive(Debug)]
+pub struct LogBuilder {
+    format: LogFormat,
+    level: String,
+    name: String,
+    writer: Option<BoxedWriter>,
+    buffered_lines: usize,
+    use_rust_log: bool,
+}
+
+struct BoxedWriter(Box<dyn Write + Send>);
+
+impl std::fmt::Debug for BoxedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxedWriter")
+    }
+}
+
+impl LogBuilder {
+    /// Starts from a configuration: its format and level.
+    pub fn new(config: &LoggingConfig) -> Self {
+        Self {
+            format: config.format,
+            level: config.level.clone(),
+            name: default_name(),
+            writer: None,
+            buffered_lines: DEFAULT_BUFFERED_LINES,
+            use_rust_log: true,
+        }
+    }
+
+    /// The bunyan `name` of every record (default: the executable's name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Writes into `writer` instead of stdout (never coloured).
+    pub fn writer(mut self, writer: impl Write + Send + 'static) -> Self {
+        self.writer = Some(BoxedWriter(Box::new(writer)));
+        self
+    }
+
+    /// Lines buffered before new ones are dropped and counted.
+    pub fn buffered_lines_limit(mut self, lines: usize) -> Self {
+        self.buffered_lines = lines.max(1);
+        self
+    }
+
+    /// Ignores `RUST_LOG` even when it is set (by default its directives replace the level).
+    pub fn ignore_rust_log(mut self) -> Self {
+        self.use_rust_log = false;
+        self
+    }
+
+    /// Installs the subscriber globally.
+    pub fn init(self) -> Result<LogGuard, LogError> {
+        let (dispatch, guard) = self.build()?;
+        tracing::dispatcher::set_global_default(dispatch).map_err(|_| LogError::AlreadyInitialized)?;
+        Ok(guard)
+    }
+
+    /// Builds the subscriber without installing it, for scoped use
+    /// (`tracing::dispatcher::with_default`) in tests and embedders.
+    pub fn build(self) -> Result<(Dispatch, LogGuard), LogError> {
+        let filter = self.filter()?;
+        let (ansi, writer): (bool, Box<dyn Write + Send>) = match self.writer {
+            Some(BoxedWriter(writer)) => (false, writer),
+            None => (io::stdout().is_terminal(), Box::new(io::stdout())),
+        };
+        let (non_blocking, worker) = NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(self.buffered_lines)
+            .thread_name("infra-log-writer")
+            .finish(writer);
+        let counter = non_blocking.error_counter();
+        let sink = Sink {
+            inner: non_blocking,
+            counter: counter.clone(),
+            reported: Arc::new(AtomicUsize::new(0)),
+            json: self.format == LogFormat::Json,
+            name: self.name.clone().into(),
+        };
+        let dispatch = match self.format {
+            LogFormat::Json => Dispatch::new(
+                Registry::default()
+                    .with(filter)
+                    .with(JsonStorageLayer)
+                    .with(EventsOnly(BunyanFormattingLayer::new(self.name, sink))),
+            ),
+            LogFormat::Console => Dispatch::new(Registry::default().with(filter).with(
+                tracing_subscriber::fmt::layer().fmt_fields(redact::RedactingFields).with_ansi(ansi).with_writer(sink),
+            )),
+        };
+        Ok((dispatch, LogGuard { counter, worker: Some(worker) }))
+    }
+
+    fn filter(&self) -> Result<Targets, LogError> {
+        let from_env = std::env::var(RUST_LOG).ok().filter(|v| self.use_rust_log && !v.trim().is_empty());
+        let (directives, origin) = match &from_env {
+            Some(value) => (value.as_str(), "environment variable `RUST_LOG`"),
+            None => (self.level.as_str(), "config key `logging.level`"),
+        };
+        parse_filter(directives, origin)
+    }
+}
+
+/// Parses `level` or `target=level,...` directives. The crate's own context spans (target
+/// `infra_log`, ERROR level) stay enabled unless `infra_log` is named explicitly, so log lines
+/// keep their context whatever the filter.
+pub(crate) fn parse_filter(directives: &str, origin: &'static str) -> Result<Targets, LogError> {
+    let targets: Targets = directives.trim().parse().map_err(|e: tracing_subscriber::filter::ParseError| {
+        LogError::InvalidFilter { directives: directives.to_owned(), origin, reason: e.to_string() }
+    })?;
+    let names_us = targets.iter().any(|(target, _)| target == "infra_log" || target.starts_with("infra_log::"));
+    let quiet_default = targets.default_level().is_none_or(|level| level < LevelFilter::ERROR);
+    Ok(if !names_us && quiet_default { targets.with_target("infra_log", LevelFilter::ERROR) } else { targets })
+}
+
+fn default_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "infra".to_owned())
+}
+
+/// The bunyan formatter minus its `[SPAN - START]`/`[SPAN - END]` records: our context spans
+/// would otherwise double the log volume (and show as ERROR records, being ERROR-level spans).
+struct EventsOnly<L>(L);
+
+impl<S, L> Layer<S> for EventsOnly<L>
+where
+    S: tracing::Subscriber,
+    L: Layer<S>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        self.0.on_event(event, ctx);
+    }
+}
+
+/// The writer every formatter writes through: redacts JSON lines, reports dropped lines, and
+/// hands each line to the non-blocking writer in one piece.
+#[derive(Clone)]
+struct Sink {
+    inner: NonBlocking,
+    counter: ErrorCounter,
+    reported: Arc<AtomicUsize>,
+    json: bool,
+    name: Arc<str>,
+}
+
+impl Sink {
+    /// Once the sink has room again, says in the log itself how many lines were lost.
+    fn report_drops(&self, out: &mut NonBlocking) {
+        let dropped = self.counter.dropped_lines();
+        let reported = self.reported.load(Ordering::Relaxed);
+        if dropped <= reported
+            || self.reported.compare_exchange(reported, dropped, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        let lost = dropped - reported;
+        let message = format!("{lost} log lines dropped: the log sink is slower than the program");
+        let time = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        let line = if self.json {
+            let record = serde_json::json!({
+                "v": 0, "name": &*self.name, "msg": message, "level": 40, "pid": std::process::id(),
+                "time": time, "target": "infra_log", "dropped_lines": lost, "dropped_lines_total": dropped,
+            });
+            format!("{record}\n")
+        } else {
+            format!("{time}  WARN infra_log: {message} dropped_lines={lost} dropped_lines_total={dropped}\n")
+        };
+        let _ = out.write_all(line.as_bytes());
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sink {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter { sink: self }
+    }
+}
+
+struct LineWriter<'a> {
+    sink: &'a Sink,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut out = self.sink.inner.clone();
+        self.sink.report_drops(&mut out);
+        if self.sink.json {
+            out.write_all(&redact::redact_json_line(buf))?;
+        } else {
+            out.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_and_keep_context_spans() {
+        let targets = parse_filter("my_bot=debug", "test").unwrap();
+        assert!(targets.would_enable("infra_log", &tracing::Level::ERROR));
+        assert!(!targets.would_enable("infra_log", &tracing::Level::WARN));
+        assert!(targets.would_enable("my_bot::orders", &tracing::Level::DEBUG));
+        assert!(!targets.would_enable("other", &tracing::Level::ERROR));
+
+        let targets = parse_filter("warn", "test").unwrap();
+        assert!(targets.would_enable("anything", &tracing::Level::WARN));
+        assert!(!targets.would_enable("anything", &tracing::Level::INFO));
+
+        let targets = parse_filter("info,infra_log=off", "test").unwrap();
+        assert!(!targets.would_enable("infra_log", &tracing::Level::ERROR), "an explicit choice is kept");
+    }
+
+    #[test]
+    fn bad_filters_name_their_origin() {
+        let err = parse_filter("my_bot=loud", "config key `logging.level`").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid log filter `my_bot=loud` from config key `logging.level`: error parsing level filter: \
+             expected one of \"off\", \"error\", \"warn\", \"info\", \"debug\", \"trace\", or a number 0-5"
+        );
+    }
+}
