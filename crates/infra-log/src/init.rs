@@ -45,7 +45,7 @@ pub fn init_with_writer(config: &LoggingConfig, writer: impl Write + Send + 'sta
 #[derive(Debug)]
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
-    counter: ErrorCounter,
+    drops: Drops,
     worker: Option<WorkerGuard>,
 }
 
@@ -53,14 +53,14 @@ impl LogGuard {
     /// Lines dropped because the sink was slower than the program and the buffer was full.
     /// Each drop is also reported by a WARN line in the log itself once the sink catches up.
     pub fn dropped_lines(&self) -> usize {
-        self.counter.dropped_lines()
+        self.drops.lost()
     }
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         drop(self.worker.take());
-        let dropped = self.counter.dropped_lines();
+        let dropped = self.drops.lost();
         if dropped > 0 {
             eprintln!("infra-log: {dropped} log lines were dropped because the log sink was slower than the program");
         }
@@ -143,11 +143,14 @@ impl LogBuilder {
             .buffered_lines_limit(self.buffered_lines)
             .thread_name("infra-log-writer")
             .finish(writer);
-        let counter = non_blocking.error_counter();
+        let drops = Drops {
+            counter: non_blocking.error_counter(),
+            own: Arc::new(AtomicUsize::new(0)),
+            reported: Arc::new(AtomicUsize::new(0)),
+        };
         let sink = Sink {
             inner: non_blocking,
-            counter: counter.clone(),
-            reported: Arc::new(AtomicUsize::new(0)),
+            drops: drops.clone(),
             json: self.format == LogFormat::Json,
             name: self.name.clone().into(),
         };
@@ -162,7 +165,7 @@ impl LogBuilder {
                 tracing_subscriber::fmt::layer().fmt_fields(redact::RedactingFields).with_ansi(ansi).with_writer(sink),
             )),
         };
-        Ok((dispatch, LogGuard { counter, worker: Some(worker) }))
+        Ok((dispatch, LogGuard { drops, worker: Some(worker) }))
     }
 
     fn filter(&self) -> Result<Targets, LogError> {
@@ -213,19 +216,36 @@ where
 #[derive(Clone)]
 struct Sink {
     inner: NonBlocking,
-    counter: ErrorCounter,
-    reported: Arc<AtomicUsize>,
+    drops: Drops,
     json: bool,
     name: Arc<str>,
 }
 
+/// Accounting of dropped lines: the writer counts every drop, including our own reports that
+/// found no room; those are not the program's lines and are subtracted.
+#[derive(Debug, Clone)]
+struct Drops {
+    counter: ErrorCounter,
+    own: Arc<AtomicUsize>,
+    reported: Arc<AtomicUsize>,
+}
+
+impl Drops {
+    /// Lines of the program lost so far.
+    fn lost(&self) -> usize {
+        self.counter.dropped_lines().saturating_sub(self.own.load(Ordering::Acquire))
+    }
+}
+
 impl Sink {
-    /// Once the sink has room again, says in the log itself how many lines were lost.
+    /// Says in the log itself how many lines were lost since the last report. Called right
+    /// after a line found room; a report that finds none is retried later.
     fn report_drops(&self, out: &mut NonBlocking) {
-        let dropped = self.counter.dropped_lines();
-        let reported = self.reported.load(Ordering::Relaxed);
+        let drops = &self.drops;
+        let dropped = drops.lost();
+        let reported = drops.reported.load(Ordering::Relaxed);
         if dropped <= reported
-            || self.reported.compare_exchange(reported, dropped, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            || drops.reported.compare_exchange(reported, dropped, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
         }
@@ -241,7 +261,13 @@ impl Sink {
         } else {
             format!("{time}  WARN infra_log: {message} dropped_lines={lost} dropped_lines_total={dropped}\n")
         };
+        let before = drops.counter.dropped_lines();
         let _ = out.write_all(line.as_bytes());
+        if drops.counter.dropped_lines() > before {
+            // No room after all: do not count our report as the program's loss; retry later.
+            drops.own.fetch_add(1, Ordering::AcqRel);
+            let _ = drops.reported.compare_exchange(dropped, reported, Ordering::Relaxed, Ordering::Relaxed);
+        }
     }
 }
 
@@ -260,11 +286,15 @@ struct LineWriter<'a> {
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut out = self.sink.inner.clone();
-        self.sink.report_drops(&mut out);
+        let before = self.sink.drops.counter.dropped_lines();
         if self.sink.json {
             out.write_all(&redact::redact_json_line(buf))?;
         } else {
             out.write_all(buf)?;
+        }
+        let after = self.sink.drops.counter.dropped_lines();
+        if after == before && after > 0 {
+            self.sink.report_drops(&mut out);
         }
         Ok(buf.len())
     }
