@@ -11,6 +11,9 @@
 //!   logged inside, also in tasks started with [`spawn`] or wrapped with [`propagate`].
 //!   [`current_correlation_id`] reads it, so other crates can capture it and restore it later
 //!   (infra-events puts it in event envelopes and restores it around handlers).
+//!   Tasks inherit neither the ID nor the span by themselves: a raw
+//!   `tokio::spawn(fut.in_current_span())` (with [`tracing::Instrument`]) keeps the field on
+//!   the log lines but not [`current_correlation_id`]; [`spawn`] and [`propagate`] keep both.
 //! - Context binding: [`LogContext`] binds `bot_id`, `strategy_id`, `execution_id` (which also
 //!   sets the correlation ID) or `node_id`; [`bind!`] binds any key-values.
 //! - Timing: [`timed`] logs an operation's `duration_ms` and outcome, as WARN when slow.
