@@ -1,0 +1,70 @@
+//! Key/value state for trading bots: one object-safe [`StateStore`] trait, with in-memory and
+//! Redis backends whose behaviour is identical (proven by one shared conformance suite).
+//!
+//! Bots keep prices, counters, locks and positions here: the memory backend in development,
+//! Redis in production, no code change between them ([`from_config`]).
+//!
+//! | operation | what it does |
+//! |---|---|
+//! | [`get`](StateStore::get), [`set`](StateStore::set) (optional TTL), [`delete`](StateStore::delete), [`exists`](StateStore::exists) | the basics |
+//! | [`ttl`](StateStore::ttl), [`expire`](StateStore::expire) | millisecond time to live |
+//! | [`set_if_not_exists`](StateStore::set_if_not_exists) | a lock (with a TTL, one that frees itself) |
+//! | [`increment`](StateStore::increment) | atomic integer or float counters (Redis `INCRBY` semantics) |
+//! | [`get_many`](StateStore::get_many), [`set_many`](StateStore::set_many) | bulk, one round trip |
+//! | [`scan`](StateStore::scan) | keys by prefix (`SCAN` on Redis, never `KEYS`) |
+//! | [`get_versioned`](StateStore::get_versioned), [`compare_and_swap`](StateStore::compare_and_swap) | optimistic updates across processes |
+//!
+//! Values are JSON text ([`StateValue`]), so any Redis client in any language reads them;
+//! [`StateStoreExt`] adds serde helpers (`get_json`, `set_json`, `incr`, `update_json`, …).
+//!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `memory` | yes | [`memory::MemoryStore`] |
+//! | `redis` | | [`redis::RedisStore`], through `fred` (key layout documented there) |
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "memory")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), infra_state::StateError> {
+//! use std::time::Duration;
+//! use infra_config::{Config, Environment};
+//! use infra_state::{StateStore, StateStoreExt};
+//!
+//! let config = Config::for_env(Environment::Development);
+//! let state = infra_state::from_config(&config.state)?; // Arc<dyn StateStore>, memory here
+//!
+//! state.set_json("price:BTC", &50_234.56, Some(Duration::from_secs(5))).await?;
+//! assert_eq!(state.get_json::<f64>("price:BTC").await?, Some(50_234.56));
+//!
+//! assert!(state.set_if_not_exists("lock:rebalance", "\"bot-1\"".parse()?, Some(Duration::from_secs(30))).await?);
+//! assert_eq!(state.incr("trades:today", 1).await?, 1);
+//!
+//! let position = state.update_json("position:BTC", None, |qty: Option<i64>| qty.unwrap_or(0) + 3).await?;
+//! assert_eq!(position, 3);
+//! # Ok(()) }
+//! # #[cfg(not(feature = "memory"))]
+//! # fn main() {}
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod factory;
+mod store;
+mod value;
+
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
+
+pub use error::{BoxError, Result, StateError};
+pub use factory::from_config;
+pub use store::{DynStateStore, StateStore, StateStoreExt};
+pub use value::{CasOutcome, Expected, Number, StateValue, Ttl, Version, Versioned};

@@ -1,0 +1,210 @@
+//! The [`StateStore`] trait every backend implements, and typed helpers on top of it.
+
+use std::{fmt, future::Future, time::Duration};
+
+use futures::{StreamExt, TryStreamExt, future::BoxFuture, stream::BoxStream};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{CasOutcome, Expected, Number, Result, StateError, StateValue, Ttl, Versioned};
+
+/// Key/value state shared by a bot's tasks (memory) or by many processes (Redis).
+///
+/// Object-safe: hold it as `Arc<dyn StateStore>` and switch backends by configuration. Every
+/// backend passes the same conformance suite, so they behave the same; differences are bugs.
+///
+/// Keys are any non-empty strings; backends store them under the store's namespace, which is
+/// invisible through this trait. Values are JSON text ([`StateValue`]); [`StateStoreExt`] adds
+/// typed (serde) helpers. Time to live is millisecond-precise; a key is gone once its TTL has
+/// elapsed, and is never returned after that.
+pub trait StateStore: fmt::Debug + Send + Sync + 'static {
+    /// Which backend this is: `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// The namespace every key lives under.
+    fn namespace(&self) -> &str;
+
+    /// The value of `key`, if it exists.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<StateValue>>>;
+
+    /// Stores `value`; with a TTL the key expires after it, without one any previous TTL is
+    /// removed (Redis `SET` semantics).
+    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes `key`; says whether it existed.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Whether `key` exists.
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// The remaining time to live of `key`.
+    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>>;
+
+    /// Sets the TTL of an existing key; says whether the key existed.
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+
+    /// Stores `value` only if `key` does not exist; says whether it did. With a TTL this is a
+    /// lock that frees itself.
+    fn set_if_not_exists<'a>(
+        &'a self,
+        key: &'a str,
+        value: StateValue,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Adds `by` atomically and returns the new value. A missing key starts at 0; an existing
+    /// TTL is kept (Redis `INCRBY`/`INCRBYFLOAT`). See [`Number`] for integer and float rules.
+    fn increment<'a>(&'a self, key: &'a str, by: Number) -> BoxFuture<'a, Result<Number>>;
+
+    /// The values of `keys`, in order, in one round trip.
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<StateValue>>>>;
+
+    /// Stores every entry, all with the same TTL (or none), in one round trip.
+    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>)
+    -> BoxFuture<'a, Result<()>>;
+
+    /// Every key starting with `prefix` (`""` for all), in no particular order. Redis walks
+    /// the keyspace with `SCAN`, never `KEYS`, so a key written during the walk may be missed
+    /// or seen twice.
+    fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>>;
+
+    /// The value of `key` with its version, for [`StateStore::compare_and_swap`].
+    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>>;
+
+    /// Stores `value` only if `key` matches `expected`, atomically. `ttl` works as in
+    /// [`StateStore::set`].
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Expected,
+        value: StateValue,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<CasOutcome>>;
+}
+
+/// A store behind a pointer: `Arc<DynStateStore>`.
+pub type DynStateStore = dyn StateStore;
+
+/// Typed helpers for every [`StateStore`], `dyn StateStore` included.
+pub trait StateStoreExt: StateStore {
+    /// Reads `key` and decodes its JSON into `T`.
+    fn get_json<'a, T: DeserializeOwned>(
+        &'a self,
+        key: &'a str,
+    ) -> impl Future<Output = Result<Option<T>>> + Send + 'a {
+        async move {
+            match self.get(key).await? {
+                Some(value) => decode(key, &value).map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+
+    /// Encodes `value` as JSON and stores it.
+    fn set_json<'a, T: Serialize + ?Sized + Sync>(
+        &'a self,
+        key: &'a str,
+        value: &'a T,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        async move { self.set(key, encode(key, value)?, ttl).await }
+    }
+
+    /// Adds an integer and returns the new value.
+    fn incr<'a>(&'a self, key: &'a str, by: i64) -> impl Future<Output = Result<i64>> + Send + 'a {
+        async move {
+            match self.increment(key, Number::Int(by)).await? {
+                Number::Int(n) => Ok(n),
+                Number::Float(_) => Err(StateError::NotAnInteger { key: key.to_owned(), by }),
+            }
+        }
+    }
+
+    /// Adds a float and returns the new value.
+    fn incr_float<'a>(&'a self, key: &'a str, by: f64) -> impl Future<Output = Result<f64>> + Send + 'a {
+        async move {
+            match self.increment(key, Number::Float(by)).await? {
+                Number::Float(x) => Ok(x),
+                Number::Int(n) => Ok(n as f64),
+            }
+        }
+    }
+
+    /// Every key starting with `prefix`, collected and sorted.
+    fn keys<'a>(&'a self, prefix: &'a str) -> impl Future<Output = Result<Vec<String>>> + Send + 'a {
+        async move {
+            let mut keys: Vec<String> = self.scan(prefix).try_collect().await?;
+            keys.sort();
+            keys.dedup();
+            Ok(keys)
+        }
+    }
+
+    /// Reads `key`, applies `update` and writes the result with compare-and-swap, retrying on
+    /// conflicts: an optimistic read-modify-write that is safe across processes. Returns the
+    /// stored value.
+    fn update_json<'a, T, F>(
+        &'a self,
+        key: &'a str,
+        ttl: Option<Duration>,
+        mut update: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'a,
+        F: FnMut(Option<T>) -> T + Send + 'a,
+    {
+        async move {
+            loop {
+                let current = self.get_versioned(key).await?;
+                let (expected, old) = match current {
+                    Some(versioned) => {
+                        let old = decode(key, &versioned.value)?;
+                        (Expected::Version(versioned.version), Some(old))
+                    }
+                    None => (Expected::Absent, None),
+                };
+                let new = update(old);
+                let encoded = encode(key, &new)?;
+                if self.compare_and_swap(key, expected, encoded, ttl).await?.is_swapped() {
+                    return Ok(new);
+                }
+            }
+        }
+    }
+}
+
+impl<S: StateStore + ?Sized> StateStoreExt for S {}
+
+fn decode<T: DeserializeOwned>(key: &str, value: &StateValue) -> Result<T> {
+    value.decode().map_err(|source| StateError::Decode {
+        key: key.to_owned(),
+        type_name: std::any::type_name::<T>(),
+        source,
+    })
+}
+
+fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<StateValue> {
+    StateValue::json(value).map_err(|source| StateError::Encode { key: key.to_owned(), source })
+}
+
+/// Rejects keys every backend must reject the same way.
+pub(crate) fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        Err(StateError::InvalidKey { key: String::new(), reason: "keys must not be empty" })
+    } else {
+        Ok(())
+    }
+}
+
+/// TTLs are whole milliseconds, rounded up so a key never expires before it was asked to.
+pub(crate) fn ttl_millis(key: &str, ttl: Duration) -> Result<u64> {
+    let micros = ttl.as_micros();
+    if micros < 1000 {
+        return Err(StateError::InvalidTtl { key: key.to_owned(), ttl });
+    }
+    Ok(u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX))
+}
+
+/// A stream holding just one error, for `scan` on an invalid prefix and the like.
+pub(crate) fn error_stream<'a, T: Send + 'a>(error: StateError) -> BoxStream<'a, Result<T>> {
+    futures::stream::once(async move { Err(error) }).boxed()
+}

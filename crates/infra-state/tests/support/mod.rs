@@ -1,0 +1,56 @@
+//! Fixtures shared by the integration tests: a store plus the clock that drives its TTLs.
+
+#![allow(dead_code, unreachable_pub, reason = "each test file uses a part of the helpers")]
+
+pub mod suite;
+
+use std::{sync::Arc, time::Duration};
+
+use infra_config::RedisUrl;
+use infra_state::{DynStateStore, memory::MemoryStore, redis::RedisStore};
+use infra_testkit::RedisServer;
+
+/// A store under test and how time passes for it.
+pub struct Fixture {
+    pub store: Arc<DynStateStore>,
+    clock: Clock,
+}
+
+enum Clock {
+    /// tokio's paused clock: `advance` is instant and exact.
+    Paused,
+    /// Redis expires keys by its own clock: waiting is real.
+    Real,
+}
+
+impl Fixture {
+    pub fn memory() -> Self {
+        Self { store: Arc::new(MemoryStore::new("test")), clock: Clock::Paused }
+    }
+
+    pub fn redis(server: &RedisServer) -> Self {
+        Self::redis_with(server, "test", Duration::from_secs(5))
+    }
+
+    pub fn redis_with(server: &RedisServer, namespace: &str, timeout: Duration) -> Self {
+        let url = RedisUrl::parse(&server.url()).expect("testkit url");
+        let store = RedisStore::with_url(&url, namespace, timeout, timeout).expect("store");
+        Self { store: Arc::new(store), clock: Clock::Real }
+    }
+
+    /// Lets `duration` pass for the store's TTLs.
+    pub async fn advance(&self, duration: Duration) {
+        match self.clock {
+            Clock::Paused => tokio::time::advance(duration).await,
+            Clock::Real => tokio::time::sleep(duration).await,
+        }
+    }
+
+    pub fn is_exact_clock(&self) -> bool {
+        matches!(self.clock, Clock::Paused)
+    }
+}
+
+pub fn start_redis() -> RedisServer {
+    RedisServer::start().expect("redis-server must be installed for these tests")
+}

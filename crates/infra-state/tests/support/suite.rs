@@ -1,0 +1,355 @@
+//! The contract every backend must meet. Each function is one test, run on every backend.
+
+use std::{collections::HashSet, sync::Arc, time::Duration};
+
+use futures::TryStreamExt;
+use infra_state::{CasOutcome, Expected, Number, StateError, StateStoreExt, StateValue, Ttl};
+use serde::{Deserialize, Serialize};
+
+use super::Fixture;
+
+fn json(text: &str) -> StateValue {
+    StateValue::parse(text).expect("valid JSON in the test")
+}
+
+fn text(value: Option<StateValue>) -> Option<String> {
+    value.map(|v| v.as_str().to_owned())
+}
+
+pub async fn basics(f: &Fixture) {
+    let s = &f.store;
+    assert_eq!(s.get("k").await.unwrap(), None);
+    assert!(!s.exists("k").await.unwrap());
+    s.set("k", json(r#"{"qty":3}"#), None).await.unwrap();
+    assert_eq!(text(s.get("k").await.unwrap()).as_deref(), Some(r#"{"qty":3}"#));
+    assert!(s.exists("k").await.unwrap());
+    s.set("k", json("[1,2]"), None).await.unwrap();
+    assert_eq!(text(s.get("k").await.unwrap()).as_deref(), Some("[1,2]"), "overwrite");
+    assert!(s.delete("k").await.unwrap(), "delete says the key existed");
+    assert!(!s.delete("k").await.unwrap(), "and that it no longer does");
+    assert_eq!(s.get("k").await.unwrap(), None);
+}
+
+pub async fn ttl_and_expiry(f: &Fixture) {
+    let s = &f.store;
+    s.set("short", json("1"), Some(Duration::from_millis(300))).await.unwrap();
+    s.set("forever", json("2"), None).await.unwrap();
+    match s.ttl("short").await.unwrap() {
+        Ttl::Expires(left) => {
+            assert!(left <= Duration::from_millis(300) && left > Duration::from_millis(100), "{left:?}")
+        }
+        other => panic!("expected a ttl, got {other:?}"),
+    }
+    assert_eq!(s.ttl("forever").await.unwrap(), Ttl::Persistent);
+    assert_eq!(s.ttl("missing").await.unwrap(), Ttl::Missing);
+
+    f.advance(Duration::from_millis(450)).await;
+    assert_eq!(s.get("short").await.unwrap(), None, "expired keys are never returned");
+    assert!(!s.exists("short").await.unwrap());
+    assert_eq!(s.ttl("short").await.unwrap(), Ttl::Missing);
+    assert!(!s.delete("short").await.unwrap());
+    assert_eq!(text(s.get("forever").await.unwrap()).as_deref(), Some("2"));
+
+    // SET without a TTL removes an existing one.
+    s.set("k", json("1"), Some(Duration::from_secs(60))).await.unwrap();
+    s.set("k", json("2"), None).await.unwrap();
+    assert_eq!(s.ttl("k").await.unwrap(), Ttl::Persistent);
+
+    assert!(!s.expire("missing", Duration::from_secs(1)).await.unwrap());
+    assert!(s.expire("k", Duration::from_millis(300)).await.unwrap());
+    assert!(matches!(s.ttl("k").await.unwrap(), Ttl::Expires(_)));
+    f.advance(Duration::from_millis(450)).await;
+    assert_eq!(s.get("k").await.unwrap(), None, "expire() makes the key expire");
+}
+
+pub async fn invalid_ttls_are_rejected_the_same_way(f: &Fixture) {
+    let s = &f.store;
+    for ttl in [Duration::ZERO, Duration::from_micros(999)] {
+        let err = s.set("k", json("1"), Some(ttl)).await.unwrap_err();
+        assert!(matches!(err, StateError::InvalidTtl { .. }), "{err}");
+        let err = s.set_if_not_exists("k", json("1"), Some(ttl)).await.unwrap_err();
+        assert!(matches!(err, StateError::InvalidTtl { .. }), "{err}");
+        let err = s.expire("k", ttl).await.unwrap_err();
+        assert!(matches!(err, StateError::InvalidTtl { .. }), "{err}");
+    }
+    assert_eq!(
+        s.set("k", json("1"), Some(Duration::ZERO)).await.unwrap_err().to_string(),
+        "invalid ttl 0ns for key `k`: a ttl must be at least 1 ms"
+    );
+    assert_eq!(s.get("k").await.unwrap(), None, "a rejected write writes nothing");
+    // Fractions of a millisecond round up, never down.
+    s.set("k", json("1"), Some(Duration::from_micros(1500))).await.unwrap();
+    match s.ttl("k").await.unwrap() {
+        Ttl::Expires(left) => assert!(left <= Duration::from_millis(2)),
+        Ttl::Missing => {} // a slow machine may already have let it expire
+        Ttl::Persistent => panic!("a ttl was set"),
+    }
+}
+
+pub async fn set_if_not_exists(f: &Fixture) {
+    let s = &f.store;
+    assert!(s.set_if_not_exists("lock", json(r#""a""#), Some(Duration::from_millis(300))).await.unwrap());
+    assert!(!s.set_if_not_exists("lock", json(r#""b""#), None).await.unwrap());
+    assert_eq!(text(s.get("lock").await.unwrap()).as_deref(), Some(r#""a""#), "the loser wrote nothing");
+    f.advance(Duration::from_millis(450)).await;
+    assert!(s.set_if_not_exists("lock", json(r#""c""#), None).await.unwrap(), "free again once expired");
+    assert_eq!(s.ttl("lock").await.unwrap(), Ttl::Persistent);
+}
+
+pub async fn one_winner_among_100_concurrent_set_if_not_exists(f: &Fixture) {
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = Arc::clone(&f.store);
+            tokio::spawn(async move {
+                store.set_if_not_exists("contended", StateValue::json(&i).unwrap(), Some(Duration::from_secs(30))).await
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        if task.await.unwrap().unwrap() {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(f.store.get_json::<usize>("contended").await.unwrap(), Some(winners[0]));
+}
+
+pub async fn increments(f: &Fixture) {
+    let s = &f.store;
+    assert_eq!(s.increment("n", Number::Int(5)).await.unwrap(), Number::Int(5), "a missing key starts at 0");
+    assert_eq!(s.incr("n", -7).await.unwrap(), -2);
+    assert_eq!(text(s.get("n").await.unwrap()).as_deref(), Some("-2"), "stored as a plain JSON number");
+
+    s.set("ttl", json("10"), Some(Duration::from_secs(60))).await.unwrap();
+    assert_eq!(s.incr("ttl", 1).await.unwrap(), 11);
+    assert!(matches!(s.ttl("ttl").await.unwrap(), Ttl::Expires(_)), "an increment keeps the TTL");
+
+    assert_eq!(s.incr_float("n", 0.5).await.unwrap(), -1.5, "a float increment turns an integer into a float");
+    assert_eq!(text(s.get("n").await.unwrap()).as_deref(), Some("-1.5"));
+    let err = s.incr("n", 1).await.unwrap_err();
+    assert!(matches!(err, StateError::NotAnInteger { .. }), "{err}");
+    assert_eq!(err.to_string(), "cannot increment `n` by 1: its value is not an integer");
+
+    assert_eq!(s.incr_float("f", 0.1).await.unwrap(), 0.1);
+    assert_eq!(s.incr_float("f", 0.2).await.unwrap(), 0.1 + 0.2, "double precision, like Rust");
+    assert_eq!(text(s.get("f").await.unwrap()).as_deref(), Some("0.30000000000000004"));
+    assert_eq!(s.incr_float("g", 2.5).await.unwrap(), 2.5);
+    assert_eq!(s.incr_float("g", 0.5).await.unwrap(), 3.0);
+    assert_eq!(text(s.get("g").await.unwrap()).as_deref(), Some("3.0"), "an integral float stays a float");
+    assert_eq!(s.get_json::<f64>("g").await.unwrap(), Some(3.0));
+
+    s.set("word", json(r#""five""#), None).await.unwrap();
+    let err = s.incr("word", 1).await.unwrap_err();
+    assert!(matches!(err, StateError::NotAnInteger { .. }), "{err}");
+    let err = s.incr_float("word", 1.0).await.unwrap_err();
+    assert!(matches!(err, StateError::NotANumber { .. }), "{err}");
+    assert_eq!(err.to_string(), "cannot increment `word` by 1: its value is not a number");
+    assert_eq!(text(s.get("word").await.unwrap()).as_deref(), Some(r#""five""#), "a failed increment writes nothing");
+
+    s.set("max", json(&i64::MAX.to_string()), None).await.unwrap();
+    let err = s.incr("max", 1).await.unwrap_err();
+    assert!(matches!(err, StateError::Overflow { .. }), "{err}");
+    assert_eq!(s.incr("max", -1).await.unwrap(), i64::MAX - 1);
+    s.set("huge", json("1e308"), None).await.unwrap();
+    let err = s.incr_float("huge", 1e308).await.unwrap_err();
+    assert!(matches!(err, StateError::Overflow { .. }), "{err}");
+}
+
+pub async fn exact_total_after_1000_concurrent_increments(f: &Fixture) {
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let store = Arc::clone(&f.store);
+            tokio::spawn(async move { store.incr("counter", if i % 2 == 0 { 3 } else { -1 }).await })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for task in tasks {
+        seen.insert(task.await.unwrap().unwrap());
+    }
+    assert_eq!(f.store.incr("counter", 0).await.unwrap(), 500 * 3 - 500);
+    let floats: Vec<_> = (0..100)
+        .map(|_| {
+            let store = Arc::clone(&f.store);
+            tokio::spawn(async move { store.incr_float("float_counter", 0.25).await })
+        })
+        .collect();
+    for task in floats {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(f.store.get_json::<f64>("float_counter").await.unwrap(), Some(25.0));
+}
+
+pub async fn bulk_operations(f: &Fixture) {
+    let s = &f.store;
+    s.set_many(&[("a", json("1")), ("b", json(r#""two""#)), ("c", json("null"))], None).await.unwrap();
+    let values = s.get_many(&["a", "missing", "b", "c"]).await.unwrap();
+    let values: Vec<Option<String>> = values.into_iter().map(text).collect();
+    assert_eq!(values, [Some("1".into()), None, Some(r#""two""#.into()), Some("null".into())]);
+    assert_eq!(s.get_many(&[]).await.unwrap(), Vec::new());
+    s.set_many(&[], None).await.unwrap();
+
+    s.set_many(&[("t1", json("1")), ("t2", json("2"))], Some(Duration::from_millis(300))).await.unwrap();
+    assert!(matches!(s.ttl("t2").await.unwrap(), Ttl::Expires(_)));
+    f.advance(Duration::from_millis(450)).await;
+    assert_eq!(
+        s.get_many(&["t1", "t2", "a"]).await.unwrap().into_iter().map(text).collect::<Vec<_>>(),
+        [None, None, Some("1".into())]
+    );
+
+    let err = s.set_many(&[("ok", json("1")), ("", json("2"))], None).await.unwrap_err();
+    assert!(matches!(err, StateError::InvalidKey { .. }), "{err}");
+    assert_eq!(s.get("ok").await.unwrap(), None, "a batch with a bad key writes nothing");
+    let err = s.get_many(&["a", ""]).await.unwrap_err();
+    assert!(matches!(err, StateError::InvalidKey { .. }), "{err}");
+}
+
+pub async fn list_keys_by_prefix(f: &Fixture) {
+    let s = &f.store;
+    for key in ["prices:BTC", "prices:ETH", "positions:BTC", "a*1", "ab", "a[x]", "p"] {
+        s.set(key, json("0"), None).await.unwrap();
+    }
+    s.set("prices:OLD", json("0"), Some(Duration::from_millis(300))).await.unwrap();
+    assert_eq!(s.keys("prices:").await.unwrap(), ["prices:BTC", "prices:ETH", "prices:OLD"]);
+    f.advance(Duration::from_millis(450)).await;
+    assert_eq!(s.keys("prices:").await.unwrap(), ["prices:BTC", "prices:ETH"], "expired keys are not listed");
+    assert_eq!(s.keys("a*").await.unwrap(), ["a*1"], "glob characters in a prefix are literal");
+    assert_eq!(s.keys("a[").await.unwrap(), ["a[x]"]);
+    assert_eq!(s.keys("nothing").await.unwrap(), Vec::<String>::new());
+    assert_eq!(s.keys("").await.unwrap(), ["a*1", "a[x]", "ab", "p", "positions:BTC", "prices:BTC", "prices:ETH"]);
+    let streamed: Vec<String> = s.scan("pos").try_collect().await.unwrap();
+    assert_eq!(streamed, ["positions:BTC"]);
+}
+
+pub async fn compare_and_swap(f: &Fixture) {
+    let s = &f.store;
+    let first = json(r#"{"state":"NORMAL"}"#);
+    let CasOutcome::Swapped(v1) = s.compare_and_swap("mode", Expected::Absent, first.clone(), None).await.unwrap()
+    else {
+        panic!("absent on a missing key swaps")
+    };
+    assert_eq!(v1, first.version());
+    let conflict = s.compare_and_swap("mode", Expected::Absent, json("0"), None).await.unwrap();
+    let CasOutcome::Conflict(Some(current)) = conflict else { panic!("{conflict:?}") };
+    assert_eq!((current.value.as_str(), &current.version), (first.as_str(), &v1));
+
+    let halted = json(r#"{"state":"HALT"}"#);
+    let outcome = s.compare_and_swap("mode", Expected::Value(json(r#"{"state":"ALERT"}"#)), halted.clone(), None);
+    assert!(!outcome.await.unwrap().is_swapped(), "a wrong expected value conflicts");
+    let outcome = s.compare_and_swap("mode", Expected::Value(first.clone()), halted.clone(), None).await.unwrap();
+    assert_eq!(outcome, CasOutcome::Swapped(halted.version()));
+
+    let read = s.get_versioned("mode").await.unwrap().expect("exists");
+    assert_eq!(read.value, halted);
+    let stale = s.compare_and_swap("mode", Expected::Version(v1), json("1"), None).await.unwrap();
+    assert!(matches!(stale, CasOutcome::Conflict(Some(_))), "a stale version conflicts");
+    let fresh = s
+        .compare_and_swap("mode", Expected::Version(read.version), json("2"), Some(Duration::from_millis(300)))
+        .await
+        .unwrap();
+    assert!(fresh.is_swapped());
+    assert!(matches!(s.ttl("mode").await.unwrap(), Ttl::Expires(_)));
+    f.advance(Duration::from_millis(450)).await;
+    let gone = s.compare_and_swap("mode", Expected::Version(json("2").version()), json("3"), None).await.unwrap();
+    assert_eq!(gone, CasOutcome::Conflict(None), "an expired key is absent");
+    assert!(s.compare_and_swap("mode", Expected::Absent, json("3"), None).await.unwrap().is_swapped());
+    assert_eq!(s.get_versioned("missing").await.unwrap(), None);
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Position {
+    qty: i64,
+    updates: u32,
+}
+
+pub async fn optimistic_updates_from_many_tasks_lose_nothing(f: &Fixture) {
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = Arc::clone(&f.store);
+            tokio::spawn(async move {
+                store
+                    .update_json("position", None, |p: Option<Position>| {
+                        let p = p.unwrap_or_default();
+                        Position { qty: p.qty + 2, updates: p.updates + 1 }
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(f.store.get_json::<Position>("position").await.unwrap(), Some(Position { qty: 100, updates: 50 }));
+}
+
+pub async fn unicode_binary_looking_and_large_values(f: &Fixture) {
+    let s = &f.store;
+    let values = [
+        "\"ünïcödé ✓ 日本語 עברית e\u{301} 🚀\"".to_owned(),
+        serde_json::to_string("\u{0}\u{1}\u{7f}\u{ff}\\/\"\r\n\t").unwrap(),
+        r#"{"nested":{"a":[true,false,null,1.5e-7,-0]},"empty":{}}"#.to_owned(),
+        serde_json::to_string(&"x".repeat(1 << 20)).unwrap(),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        let key = format!("v{i}");
+        s.set(&key, json(value), None).await.unwrap();
+        assert_eq!(text(s.get(&key).await.unwrap()).as_deref(), Some(value.as_str()), "value {i} round trips");
+    }
+    let big: String = s.get_json("v3").await.unwrap().unwrap();
+    assert_eq!(big.len(), 1 << 20);
+    let err = s.get_json::<u32>("v0").await.unwrap_err();
+    assert!(matches!(err, StateError::Decode { type_name: "u32", .. }), "{err}");
+    assert_eq!(err.to_string(), "cannot decode the value of `v0` as u32");
+}
+
+pub async fn odd_keys(f: &Fixture) {
+    let s = &f.store;
+    let keys = [
+        " ".to_owned(),
+        "with space".to_owned(),
+        "new\nline".to_owned(),
+        "日本:🔑".to_owned(),
+        "*?[]\\".to_owned(),
+        "::".to_owned(),
+        "k".repeat(10_000),
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        s.set(key, StateValue::json(&i).unwrap(), None).await.unwrap();
+        assert_eq!(s.get_json::<usize>(key).await.unwrap(), Some(i), "{key:?}");
+    }
+    let mut listed = s.keys("").await.unwrap();
+    let mut expected: Vec<String> = keys.to_vec();
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let err = s.get("").await.unwrap_err();
+    assert_eq!(err.to_string(), "invalid key ``: keys must not be empty");
+    for result in [
+        s.set("", json("1"), None).await.map(drop),
+        s.delete("").await.map(drop),
+        s.exists("").await.map(drop),
+        s.ttl("").await.map(drop),
+        s.expire("", Duration::from_secs(1)).await.map(drop),
+        s.set_if_not_exists("", json("1"), None).await.map(drop),
+        s.increment("", Number::Int(1)).await.map(drop),
+        s.get_versioned("").await.map(drop),
+        s.compare_and_swap("", Expected::Absent, json("1"), None).await.map(drop),
+    ] {
+        assert!(matches!(result, Err(StateError::InvalidKey { .. })), "{result:?}");
+    }
+}
+
+pub async fn millisecond_exact_expiry_for_readers(f: &Fixture) {
+    // Only a paused clock can check the exact millisecond; Redis expires by its own clock.
+    assert!(f.is_exact_clock());
+    let s = &f.store;
+    s.set("k", json("1"), Some(Duration::from_millis(100))).await.unwrap();
+    f.advance(Duration::from_millis(99)).await;
+    assert!(s.get("k").await.unwrap().is_some());
+    assert_eq!(s.ttl("k").await.unwrap(), Ttl::Expires(Duration::from_millis(1)));
+    f.advance(Duration::from_millis(1)).await;
+    assert_eq!(s.get("k").await.unwrap(), None, "gone at exactly 100 ms");
+    assert_eq!(s.get_many(&["k"]).await.unwrap(), [None]);
+    assert!(s.set_if_not_exists("k", json("2"), None).await.unwrap(), "and free for a lock");
+}
