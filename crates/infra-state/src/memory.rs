@@ -48,6 +48,13 @@ struct Inner {
     generation: AtomicU64,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wakes the reaper so it notices the store is gone and ends.
+        self.wake_reaper.notify_one();
+    }
+}
+
 struct Entry {
     value: StateValue,
     expires_at: Option<Instant>,
@@ -253,13 +260,7 @@ async fn reap(store: Weak<Inner>, wake_reaper: Arc<Notify>) {
                     () = wake => {}
                 }
             }
-            None => {
-                // Nothing scheduled: wait for a TTL, but wake now and then to notice a drop.
-                tokio::select! {
-                    () = wake => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
+            None => wake.await,
         }
     }
 }
