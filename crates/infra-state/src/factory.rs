@@ -22,3 +22,38 @@ pub fn from_config(config: &StateConfig) -> Result<Arc<DynStateStore>> {
         Backend::Redis => Err(StateError::BackendNotCompiled { backend: "redis", feature: "redis" }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use infra_config::{Config, Environment};
+
+    use super::*;
+
+    #[test]
+    fn builds_the_configured_backend_without_connecting() {
+        let development = Config::for_env(Environment::Development).state;
+        let store = from_config(&development).unwrap();
+        assert_eq!((store.backend(), store.namespace()), ("memory", "dev"));
+
+        let staging = Config::for_env(Environment::Staging).state;
+        match from_config(&staging) {
+            #[cfg(feature = "redis")]
+            Ok(store) => assert_eq!((store.backend(), store.namespace()), ("redis", "staging")),
+            #[cfg(not(feature = "redis"))]
+            Err(error) => assert_eq!(
+                error.to_string(),
+                "the redis backend is not compiled in; enable the `redis` feature of infra-state"
+            ),
+            #[allow(unreachable_patterns, reason = "one arm per feature set")]
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_without_a_url_is_a_typed_error() {
+        let production = Config::for_env(Environment::Production).state;
+        let error = from_config(&production).unwrap_err();
+        assert_eq!(error.to_string(), "the redis backend needs `state.redis_url`");
+    }
+}

@@ -29,10 +29,10 @@
 //! ```
 //! # #[cfg(feature = "memory")]
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), infra_state::StateError> {
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use infra_config::{Config, Environment};
-//! use infra_state::{StateStore, StateStoreExt};
+//! use infra_state::StateStoreExt;
 //!
 //! let config = Config::for_env(Environment::Development);
 //! let state = infra_state::from_config(&config.state)?; // Arc<dyn StateStore>, memory here
@@ -66,5 +66,5 @@ pub mod redis;
 
 pub use error::{BoxError, Result, StateError};
 pub use factory::from_config;
-pub use store::{DynStateStore, StateStore, StateStoreExt};
+pub use store::{DynStateStore, StateFuture, StateStore, StateStoreExt};
 pub use value::{CasOutcome, Expected, Number, StateValue, Ttl, Version, Versioned};

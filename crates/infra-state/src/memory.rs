@@ -13,11 +13,11 @@ use std::{
 };
 
 use dashmap::{DashMap, mapref::entry::Entry as MapEntry};
-use futures::{StreamExt, future::BoxFuture, stream::BoxStream};
+use futures::{StreamExt, stream::BoxStream};
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    CasOutcome, Expected, Number, Result, StateError, StateStore, StateValue, Ttl, Versioned,
+    CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Versioned,
     store::{check_key, ttl_millis},
     value::format_float,
 };
@@ -116,13 +116,17 @@ impl MemoryStore {
         self.inner.expiries.lock().map(|heap| heap.len()).unwrap_or_default()
     }
 
-    fn entry_value(&self, value: StateValue, ttl: Option<(Duration, u64)>, key: &str, now: Instant) -> Entry {
-        let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
-        let expires_at = ttl.map(|(_, ms)| now + Duration::from_millis(ms));
-        if let Some(at) = expires_at {
-            self.schedule(key, at, generation);
+    fn entry_value(&self, value: StateValue, ttl: Option<(Duration, u64)>, key: &str, now: Option<Instant>) -> Entry {
+        match ttl {
+            // The common case stays cheap: no clock read, no shared counter.
+            None => Entry { value, expires_at: None, generation: 0 },
+            Some((_, ms)) => {
+                let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+                let at = now.unwrap_or_else(Instant::now) + Duration::from_millis(ms);
+                self.schedule(key, at, generation);
+                Entry { value, expires_at: Some(at), generation }
+            }
         }
-        Entry { value, expires_at, generation }
     }
 
     fn schedule(&self, key: &str, at: Instant, generation: u64) {
@@ -166,8 +170,7 @@ impl MemoryStore {
     fn set_now(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
         check_key(key)?;
         let ttl = Self::ttl_of(key, ttl)?;
-        let now = Instant::now();
-        let entry = self.entry_value(value, ttl, key, now);
+        let entry = self.entry_value(value, ttl, key, None);
         self.inner.map.insert(key.to_owned(), entry);
         Ok(())
     }
@@ -231,7 +234,7 @@ impl MemoryStore {
             return Ok(CasOutcome::Conflict(current.map(|value| Versioned { version: value.version(), value })));
         }
         let version = value.version();
-        let entry = self.entry_value(value, ttl, key, now);
+        let entry = self.entry_value(value, ttl, key, Some(now));
         slot.insert(entry);
         Ok(CasOutcome::Swapped(version))
     }
@@ -265,8 +268,8 @@ async fn reap(store: Weak<Inner>, wake_reaper: Arc<Notify>) {
     }
 }
 
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
+fn ready<'a, T>(result: Result<T>) -> StateFuture<'a, T> {
+    StateFuture::ready(result)
 }
 
 impl StateStore for MemoryStore {
@@ -278,26 +281,26 @@ impl StateStore for MemoryStore {
         &self.inner.namespace
     }
 
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<StateValue>>> {
+    fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>> {
         ready(self.get_now(key))
     }
 
-    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>> {
+    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
         ready(self.set_now(key, value, ttl))
     }
 
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+    fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
         ready(check_key(key).map(|()| {
             let now = Instant::now();
             self.inner.map.remove(key).is_some_and(|(_, entry)| entry.is_live(now))
         }))
     }
 
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+    fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
         ready(self.get_now(key).map(|value| value.is_some()))
     }
 
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>> {
+    fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
         ready(check_key(key).map(|()| {
             let now = Instant::now();
             match self.inner.map.get(key) {
@@ -310,7 +313,7 @@ impl StateStore for MemoryStore {
         }))
     }
 
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
         ready((|| {
             check_key(key)?;
             let ms = ttl_millis(key, ttl)?;
@@ -334,7 +337,7 @@ impl StateStore for MemoryStore {
         key: &'a str,
         value: StateValue,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> StateFuture<'a, bool> {
         ready((|| {
             check_key(key)?;
             let ttl = Self::ttl_of(key, ttl)?;
@@ -342,30 +345,26 @@ impl StateStore for MemoryStore {
             match self.inner.map.entry(key.to_owned()) {
                 MapEntry::Occupied(slot) if slot.get().is_live(now) => Ok(false),
                 MapEntry::Occupied(mut slot) => {
-                    slot.insert(self.entry_value(value, ttl, key, now));
+                    slot.insert(self.entry_value(value, ttl, key, Some(now)));
                     Ok(true)
                 }
                 MapEntry::Vacant(slot) => {
-                    slot.insert(self.entry_value(value, ttl, key, now));
+                    slot.insert(self.entry_value(value, ttl, key, Some(now)));
                     Ok(true)
                 }
             }
         })())
     }
 
-    fn increment<'a>(&'a self, key: &'a str, by: Number) -> BoxFuture<'a, Result<Number>> {
+    fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
         ready(self.increment_now(key, by))
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<StateValue>>>> {
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
         ready(keys.iter().map(|key| self.get_now(key)).collect())
     }
 
-    fn set_many<'a>(
-        &'a self,
-        entries: &'a [(&'a str, StateValue)],
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
         ready((|| {
             // Validate everything first so a bad entry leaves the store untouched.
             for (key, _) in entries {
@@ -391,7 +390,7 @@ impl StateStore for MemoryStore {
         futures::stream::iter(keys).boxed()
     }
 
-    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
+    fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>> {
         ready(self.get_now(key).map(|value| value.map(|value| Versioned { version: value.version(), value })))
     }
 
@@ -401,7 +400,7 @@ impl StateStore for MemoryStore {
         expected: Expected,
         value: StateValue,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<CasOutcome>> {
+    ) -> StateFuture<'a, CasOutcome> {
         ready(self.compare_and_swap_now(key, &expected, value, ttl))
     }
 }

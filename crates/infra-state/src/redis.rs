@@ -16,12 +16,12 @@ use fred::{
     },
     types::Key,
 };
-use futures::{StreamExt, TryStreamExt, future::BoxFuture, stream::BoxStream};
+use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use infra_config::{RedisUrl, StateConfig};
 use tokio::sync::OnceCell;
 
 use crate::{
-    CasOutcome, Expected, Number, Result, StateError, StateStore, StateValue, Ttl, Version, Versioned,
+    CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Version, Versioned,
     store::{check_key, error_stream, ttl_millis},
 };
 
@@ -165,6 +165,15 @@ impl RedisStore {
 
     /// The connected client, connecting on first use.
     async fn client(&self, operation: &'static str, key: &str) -> Result<&Client> {
+        if self.shared.connected.initialized() {
+            return Ok(&self.shared.client);
+        }
+        // Boxed so the rarely taken connect path does not bloat (and slow down, by the memory
+        // moved) every call's future.
+        Box::pin(self.connect(operation, key)).await
+    }
+
+    async fn connect(&self, operation: &'static str, key: &str) -> Result<&Client> {
         let shared = &self.shared;
         shared
             .connected
@@ -182,7 +191,11 @@ impl RedisStore {
     }
 
     fn full_key(&self, key: &str) -> Key {
-        Key::from(format!("{}{key}", self.shared.prefix))
+        let prefix = &self.shared.prefix;
+        let mut full = String::with_capacity(prefix.len() + key.len());
+        full.push_str(prefix);
+        full.push_str(key);
+        Key::from(full)
     }
 
     fn error(&self, operation: &'static str, key: &str, error: FredError) -> StateError {
@@ -373,16 +386,16 @@ impl StateStore for RedisStore {
         &self.shared.namespace
     }
 
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<StateValue>>> {
-        Box::pin(self.get_one(key))
+    fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>> {
+        StateFuture::new(self.get_one(key))
     }
 
-    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.set_one(key, value, ttl, false).await.map(drop) })
+    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
+        StateFuture::new(async move { self.set_one(key, value, ttl, false).await.map(drop) })
     }
 
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
+    fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
+        StateFuture::new(async move {
             check_key(key)?;
             let client = self.client("delete", key).await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
@@ -390,8 +403,8 @@ impl StateStore for RedisStore {
         })
     }
 
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
+    fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
+        StateFuture::new(async move {
             check_key(key)?;
             let client = self.client("exists", key).await?;
             let count: i64 = client.exists(self.full_key(key)).await.map_err(|e| self.error("exists", key, e))?;
@@ -399,8 +412,8 @@ impl StateStore for RedisStore {
         })
     }
 
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>> {
-        Box::pin(async move {
+    fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
+        StateFuture::new(async move {
             check_key(key)?;
             let client = self.client("ttl", key).await?;
             let ms: i64 = client.pttl(self.full_key(key)).await.map_err(|e| self.error("ttl", key, e))?;
@@ -412,8 +425,8 @@ impl StateStore for RedisStore {
         })
     }
 
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move {
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
+        StateFuture::new(async move {
             check_key(key)?;
             let ms = clamp_ms(ttl_millis(key, ttl)?);
             let client = self.client("expire", key).await?;
@@ -428,24 +441,20 @@ impl StateStore for RedisStore {
         key: &'a str,
         value: StateValue,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.set_one(key, value, ttl, true))
+    ) -> StateFuture<'a, bool> {
+        StateFuture::new(self.set_one(key, value, ttl, true))
     }
 
-    fn increment<'a>(&'a self, key: &'a str, by: Number) -> BoxFuture<'a, Result<Number>> {
-        Box::pin(self.increment_one(key, by))
+    fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
+        StateFuture::new(self.increment_one(key, by))
     }
 
-    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<StateValue>>>> {
-        Box::pin(self.get_many_values(keys))
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
+        StateFuture::new(self.get_many_values(keys))
     }
 
-    fn set_many<'a>(
-        &'a self,
-        entries: &'a [(&'a str, StateValue)],
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.set_many_values(entries, ttl))
+    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
+        StateFuture::new(self.set_many_values(entries, ttl))
     }
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
@@ -469,8 +478,8 @@ impl StateStore for RedisStore {
             .boxed()
     }
 
-    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>> {
-        Box::pin(async move {
+    fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>> {
+        StateFuture::new(async move {
             let value = self.get_one(key).await?;
             Ok(value.map(|value| Versioned { version: value.version(), value }))
         })
@@ -482,8 +491,8 @@ impl StateStore for RedisStore {
         expected: Expected,
         value: StateValue,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<CasOutcome>> {
-        Box::pin(self.compare_and_swap_one(key, expected, value, ttl))
+    ) -> StateFuture<'a, CasOutcome> {
+        StateFuture::new(self.compare_and_swap_one(key, expected, value, ttl))
     }
 }
 

@@ -1,8 +1,14 @@
 //! The [`StateStore`] trait every backend implements, and typed helpers on top of it.
 
-use std::{fmt, future::Future, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use futures::{StreamExt, TryStreamExt, future::BoxFuture, stream::BoxStream};
+use futures::{TryStreamExt, future::BoxFuture, stream::BoxStream};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{CasOutcome, Expected, Number, Result, StateError, StateValue, Ttl, Versioned};
@@ -24,43 +30,38 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
     fn namespace(&self) -> &str;
 
     /// The value of `key`, if it exists.
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<StateValue>>>;
+    fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>>;
 
     /// Stores `value`; with a TTL the key expires after it, without one any previous TTL is
     /// removed (Redis `SET` semantics).
-    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> BoxFuture<'a, Result<()>>;
+    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()>;
 
     /// Removes `key`; says whether it existed.
-    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool>;
 
     /// Whether `key` exists.
-    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+    fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool>;
 
     /// The remaining time to live of `key`.
-    fn ttl<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Ttl>>;
+    fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl>;
 
     /// Sets the TTL of an existing key; says whether the key existed.
-    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> BoxFuture<'a, Result<bool>>;
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool>;
 
     /// Stores `value` only if `key` does not exist; says whether it did. With a TTL this is a
     /// lock that frees itself.
-    fn set_if_not_exists<'a>(
-        &'a self,
-        key: &'a str,
-        value: StateValue,
-        ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<bool>>;
+    fn set_if_not_exists<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>)
+    -> StateFuture<'a, bool>;
 
     /// Adds `by` atomically and returns the new value. A missing key starts at 0; an existing
     /// TTL is kept (Redis `INCRBY`/`INCRBYFLOAT`). See [`Number`] for integer and float rules.
-    fn increment<'a>(&'a self, key: &'a str, by: Number) -> BoxFuture<'a, Result<Number>>;
+    fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number>;
 
     /// The values of `keys`, in order, in one round trip.
-    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> BoxFuture<'a, Result<Vec<Option<StateValue>>>>;
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>>;
 
     /// Stores every entry, all with the same TTL (or none), in one round trip.
-    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>)
-    -> BoxFuture<'a, Result<()>>;
+    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()>;
 
     /// Every key starting with `prefix` (`""` for all), in no particular order. Redis walks
     /// the keyspace with `SCAN`, never `KEYS`, so a key written during the walk may be missed
@@ -68,7 +69,7 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>>;
 
     /// The value of `key` with its version, for [`StateStore::compare_and_swap`].
-    fn get_versioned<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Versioned>>>;
+    fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>>;
 
     /// Stores `value` only if `key` matches `expected`, atomically. `ttl` works as in
     /// [`StateStore::set`].
@@ -78,7 +79,51 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
         expected: Expected,
         value: StateValue,
         ttl: Option<Duration>,
-    ) -> BoxFuture<'a, Result<CasOutcome>>;
+    ) -> StateFuture<'a, CasOutcome>;
+}
+
+/// What [`StateStore`] methods return: a boxed future, or for in-process backends a result
+/// that is already there, so the memory backend's calls allocate nothing for the future.
+#[must_use = "futures do nothing unless awaited"]
+pub struct StateFuture<'a, T>(FutureKind<'a, T>);
+
+enum FutureKind<'a, T> {
+    Ready(Option<Result<T>>),
+    Boxed(BoxFuture<'a, Result<T>>),
+}
+
+impl<'a, T> StateFuture<'a, T> {
+    /// A future that resolves at once to `result`.
+    pub fn ready(result: Result<T>) -> Self {
+        Self(FutureKind::Ready(Some(result)))
+    }
+
+    /// Boxes any future.
+    pub fn new(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
+        Self(FutureKind::Boxed(Box::pin(future)))
+    }
+}
+
+impl<T: Unpin> Future for StateFuture<'_, T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            FutureKind::Ready(result) => Poll::Ready(result.take().expect("StateFuture polled after completion")),
+            FutureKind::Boxed(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<T> fmt::Debug for StateFuture<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.0 {
+            FutureKind::Ready(Some(_)) => "ready",
+            FutureKind::Ready(None) => "done",
+            FutureKind::Boxed(_) => "pending",
+        };
+        f.debug_tuple("StateFuture").field(&kind).finish()
+    }
 }
 
 /// A store behind a pointer: `Arc<DynStateStore>`.
@@ -204,7 +249,9 @@ pub(crate) fn ttl_millis(key: &str, ttl: Duration) -> Result<u64> {
     Ok(u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX))
 }
 
-/// A stream holding just one error, for `scan` on an invalid prefix and the like.
+/// A stream holding just one error, for a `scan` that cannot start.
+#[cfg(feature = "redis")]
 pub(crate) fn error_stream<'a, T: Send + 'a>(error: StateError) -> BoxStream<'a, Result<T>> {
+    use futures::StreamExt;
     futures::stream::once(async move { Err(error) }).boxed()
 }

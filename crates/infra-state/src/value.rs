@@ -74,6 +74,15 @@ impl fmt::Display for StateValue {
     }
 }
 
+impl std::str::FromStr for StateValue {
+    type Err = serde_json::Error;
+
+    /// Same as [`StateValue::parse`]: the text must be JSON.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
 impl From<serde_json::Value> for StateValue {
     fn from(value: serde_json::Value) -> Self {
         Self(value.to_string().into())
@@ -199,6 +208,7 @@ impl From<f64> for Number {
 /// How float counters are written, identically by every backend: C's `%.17g` (every `f64`
 /// survives the round trip), with `.0` added when that looks like an integer so it reads back
 /// as a float. Redis computes float increments in a Lua script with the same format.
+#[cfg(any(feature = "memory", test))]
 pub(crate) fn format_float(x: f64) -> String {
     // `{:.16e}` gives the 17 significant digits of `%.17g`, correctly rounded like glibc.
     let sci = format!("{x:.16e}");
