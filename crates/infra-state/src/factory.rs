@@ -9,7 +9,7 @@ use crate::StateError;
 use crate::{DynStateStore, Result};
 
 /// The store `config` asks for: memory or Redis, under `config.namespace`. Nothing connects
-/// yet. A backend whose feature is not compiled in is a [`StateError::BackendNotCompiled`].
+/// yet. A backend whose feature is not compiled in is a [`StateError::BackendNotCompiled`](crate::StateError::BackendNotCompiled).
 pub fn from_config(config: &StateConfig) -> Result<Arc<DynStateStore>> {
     match config.backend {
         #[cfg(feature = "memory")]
