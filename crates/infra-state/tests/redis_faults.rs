@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use infra_state::{StateError, StateStore, StateStoreExt, StateValue};
+use infra_state::{StateError, StateStoreExt, StateValue};
 use infra_testkit::RedisServer;
 use support::{Fixture, start_redis};
 
