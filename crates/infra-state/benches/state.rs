@@ -110,6 +110,20 @@ where
     started.elapsed().mul_f64(iters as f64 / (per_task * TASKS) as f64)
 }
 
+/// One comparison: both sides run from 200 concurrent tasks.
+fn pair<O, OF, B, BF>(c: &mut Criterion, runtime: &tokio::runtime::Runtime, name: &str, ours: O, baseline: B)
+where
+    O: Fn(usize) -> OF + Clone + Send + 'static,
+    OF: Future<Output = ()> + Send,
+    B: Fn(usize) -> BF + Clone + Send + 'static,
+    BF: Future<Output = ()> + Send,
+{
+    let mut group = c.benchmark_group(name);
+    group.bench_function("ours", |b| b.to_async(runtime).iter_custom(|iters| spread(iters, ours.clone())));
+    group.bench_function("baseline", |b| b.to_async(runtime).iter_custom(|iters| spread(iters, baseline.clone())));
+    group.finish();
+}
+
 fn redis(c: &mut Criterion) {
     let server = RedisServer::start().expect("redis-server is needed for the redis benchmarks");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -126,131 +140,75 @@ fn redis(c: &mut Criterion) {
         }
     });
 
+    // One closure per way of doing an operation; `spread` runs them from 200 tasks.
+    let dyn_get = {
+        let (store, keys) = (ours.clone(), keys.clone());
+        move |i: usize| {
+            let (store, keys) = (store.clone(), keys.clone());
+            async move {
+                black_box(store.get(&keys[i]).await.unwrap());
+            }
+        }
+    };
+    let dyn_set = {
+        let (store, keys, value) = (ours.clone(), keys.clone(), value.clone());
+        move |i: usize| {
+            let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
+            async move { store.set(&keys[i], value, None).await.unwrap() }
+        }
+    };
+    // The concrete type's inherent methods skip the boxing a `dyn StateStore` call needs.
+    let concrete = Arc::new(RedisStore::with_url(&url, "bench", TIMEOUT, TIMEOUT).unwrap());
+    let concrete_get = {
+        let (store, keys) = (concrete.clone(), keys.clone());
+        move |i: usize| {
+            let (store, keys) = (store.clone(), keys.clone());
+            async move {
+                black_box(store.get(&keys[i]).await.unwrap());
+            }
+        }
+    };
+    let concrete_set = {
+        let (store, keys, value) = (concrete.clone(), keys.clone(), value.clone());
+        move |i: usize| {
+            let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
+            async move { store.set(&keys[i], value, None).await.unwrap() }
+        }
+    };
+    let raw_get = {
+        let (client, keys) = (raw.clone(), raw_keys.clone());
+        move |i: usize| {
+            let (client, keys) = (client.clone(), keys.clone());
+            async move {
+                let value: Value = client.get(keys[i].as_str()).await.unwrap();
+                black_box(value);
+            }
+        }
+    };
+    let raw_set = {
+        let (client, keys, value) = (raw.clone(), raw_keys.clone(), value.clone());
+        move |i: usize| {
+            let (client, keys, value) = (client.clone(), keys.clone(), value.clone());
+            async move {
+                let () = client.set(keys[i].as_str(), value.as_str(), None, None, false).await.unwrap();
+            }
+        }
+    };
+
     // Bring both clients, the server and the allocator to a steady state before measuring
     // either: without this the first group measured in the process came out 10-30% slower,
     // whichever side it was (seen when running groups alone vs after the memory benches).
     runtime.block_on(async {
         for _ in 0..2 {
-            let (store, k) = (ours.clone(), keys.clone());
-            spread(200_000, move |i| {
-                let (store, k) = (store.clone(), k.clone());
-                async move {
-                    black_box(store.get(&k[i]).await.unwrap());
-                }
-            })
-            .await;
-            let (client, k) = (raw.clone(), raw_keys.clone());
-            spread(200_000, move |i| {
-                let (client, k) = (client.clone(), k.clone());
-                async move {
-                    let value: Value = client.get(k[i].as_str()).await.unwrap();
-                    black_box(value);
-                }
-            })
-            .await;
+            spread(200_000, dyn_get.clone()).await;
+            spread(200_000, raw_get.clone()).await;
         }
     });
 
-    let mut group = c.benchmark_group("state/redis_set_200_tasks_vs_fred");
-    group.bench_function("ours", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (store, keys, value) = (ours.clone(), keys.clone(), value.clone());
-            spread(iters, move |i| {
-                let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
-                async move { store.set(&keys[i], value, None).await.unwrap() }
-            })
-        })
-    });
-    group.bench_function("baseline", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (client, keys, value) = (raw.clone(), raw_keys.clone(), value.clone());
-            spread(iters, move |i| {
-                let (client, keys, value) = (client.clone(), keys.clone(), value.clone());
-                async move {
-                    let () = client.set(keys[i].as_str(), value.as_str(), None, None, false).await.unwrap();
-                }
-            })
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("state/redis_get_200_tasks_vs_fred");
-    group.bench_function("ours", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (store, keys) = (ours.clone(), keys.clone());
-            spread(iters, move |i| {
-                let (store, keys) = (store.clone(), keys.clone());
-                async move {
-                    black_box(store.get(&keys[i]).await.unwrap());
-                }
-            })
-        })
-    });
-    group.bench_function("baseline", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (client, keys) = (raw.clone(), raw_keys.clone());
-            spread(iters, move |i| {
-                let (client, keys) = (client.clone(), keys.clone());
-                async move {
-                    let value: Value = client.get(keys[i].as_str()).await.unwrap();
-                    black_box(value);
-                }
-            })
-        })
-    });
-    group.finish();
-
-    // The same through the concrete type, whose inherent methods skip the boxing that a
-    // `dyn StateStore` call needs.
-    let concrete = Arc::new(RedisStore::with_url(&url, "bench", TIMEOUT, TIMEOUT).unwrap());
-    let mut group = c.benchmark_group("state/redis_set_200_tasks_concrete_vs_fred");
-    group.bench_function("ours", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (store, keys, value) = (concrete.clone(), keys.clone(), value.clone());
-            spread(iters, move |i| {
-                let (store, keys, value) = (store.clone(), keys.clone(), value.clone());
-                async move { store.set(&keys[i], value, None).await.unwrap() }
-            })
-        })
-    });
-    group.bench_function("baseline", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (client, keys, value) = (raw.clone(), raw_keys.clone(), value.clone());
-            spread(iters, move |i| {
-                let (client, keys, value) = (client.clone(), keys.clone(), value.clone());
-                async move {
-                    let () = client.set(keys[i].as_str(), value.as_str(), None, None, false).await.unwrap();
-                }
-            })
-        })
-    });
-    group.finish();
-
-    let mut group = c.benchmark_group("state/redis_get_200_tasks_concrete_vs_fred");
-    group.bench_function("ours", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (store, keys) = (concrete.clone(), keys.clone());
-            spread(iters, move |i| {
-                let (store, keys) = (store.clone(), keys.clone());
-                async move {
-                    black_box(store.get(&keys[i]).await.unwrap());
-                }
-            })
-        })
-    });
-    group.bench_function("baseline", |b| {
-        b.to_async(&runtime).iter_custom(|iters| {
-            let (client, keys) = (raw.clone(), raw_keys.clone());
-            spread(iters, move |i| {
-                let (client, keys) = (client.clone(), keys.clone());
-                async move {
-                    let value: Value = client.get(keys[i].as_str()).await.unwrap();
-                    black_box(value);
-                }
-            })
-        })
-    });
-    group.finish();
+    pair(c, &runtime, "state/redis_set_200_tasks_vs_fred", dyn_set, raw_set.clone());
+    pair(c, &runtime, "state/redis_get_200_tasks_vs_fred", dyn_get, raw_get.clone());
+    pair(c, &runtime, "state/redis_set_200_tasks_concrete_vs_fred", concrete_set, raw_set);
+    pair(c, &runtime, "state/redis_get_200_tasks_concrete_vs_fred", concrete_get, raw_get);
 
     let mut group = c.benchmark_group("state/redis_get_sequential_vs_fred");
     let mut i = 0;
