@@ -1,9 +1,14 @@
 //! Publish/subscribe for trading bots: one event bus with in-memory and Redis backends.
 //!
-//! **Status: in progress.** This release holds the first building block only: [`Pattern`],
-//! channel patterns with Redis glob semantics, proven identical to Redis's own matcher against
-//! a real server. The bus itself (publish, subscribe, pattern subscribe, envelopes with
-//! correlation IDs, durable mode on Streams) comes next; see the project's issue tracker.
+//! **Status: in progress.** This release holds the first building blocks only:
+//! - [`Pattern`]: channel patterns with Redis glob semantics, proven identical to Redis's own
+//!   matcher against a real server;
+//! - [`Envelope`]: the event envelope (ID, channel, timestamp, source, correlation ID) and its
+//!   documented JSON wire format; messages from foreign publishers decode as foreign events,
+//!   never as errors.
+//!
+//! The bus itself (publish, subscribe, pattern subscribe, durable mode on Streams) comes next;
+//! see the project's issue tracker.
 //!
 //! # Feature flags
 //!
@@ -24,6 +29,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod envelope;
 mod pattern;
 
+pub use envelope::{Envelope, Payload, WIRE_VERSION};
 pub use pattern::Pattern;

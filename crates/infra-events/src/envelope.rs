@@ -1,0 +1,200 @@
+//! The envelope every event travels in, and its wire format.
+//!
+//! # Wire format
+//!
+//! One JSON object per message (the Redis message body, or the `event` field of a stream entry):
+//!
+//! ```json
+//! {"v":1,"id":"5f0c…","channel":"prices:BTC","ts":1764320000000,"source":"bot-1",
+//!  "correlation_id":"exec-42","payload":{"price":50234.56}}
+//! ```
+//!
+//! `v` is the format version, `ts` milliseconds since the Unix epoch, `correlation_id` is
+//! omitted when there is none, and `payload` is any JSON value. A message that is not such an
+//! object (published by `redis-cli`, a Python bot, anything) is still delivered: as
+//! [`Payload::Json`] when it is JSON, [`Payload::Raw`] otherwise, with [`Envelope::foreign`] set.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use infra_log::{CorrelationId, current_correlation_id};
+use serde::{Deserialize, Serialize};
+
+/// The format version this crate writes.
+pub const WIRE_VERSION: u32 = 1;
+
+/// What an event carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// A JSON value (every event published through this crate).
+    Json(serde_json::Value),
+    /// Bytes that are not JSON, from a foreign publisher, exactly as received.
+    Raw(Vec<u8>),
+}
+
+/// An event with its metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Unique ID (32 hex digits), assigned when published.
+    pub id: String,
+    /// The channel it was published on (without the namespace).
+    pub channel: String,
+    /// When it was published, in milliseconds since the Unix epoch (for foreign messages: when
+    /// it was received).
+    pub timestamp_ms: u64,
+    /// Who published it (the configured source name, e.g. the bot ID).
+    pub source: String,
+    /// The publisher's correlation ID, restored around the subscriber's handler.
+    pub correlation_id: Option<CorrelationId>,
+    /// The content.
+    pub payload: Payload,
+    /// Whether it came from a publisher that does not speak this format.
+    pub foreign: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire<'a> {
+    v: u32,
+    id: &'a str,
+    channel: &'a str,
+    ts: u64,
+    source: &'a str,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    payload: serde_json::Value,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+impl Envelope {
+    /// A new event from this process: fresh ID, current time and the current correlation ID.
+    pub fn new(channel: impl Into<String>, source: impl Into<String>, payload: serde_json::Value) -> Self {
+        Self {
+            id: CorrelationId::new().to_string(),
+            channel: channel.into(),
+            timestamp_ms: now_ms(),
+            source: source.into(),
+            correlation_id: current_correlation_id(),
+            payload: Payload::Json(payload),
+            foreign: false,
+        }
+    }
+
+    /// The wire form. A raw payload (only foreign events have one) is written as a JSON string
+    /// of its lossy UTF-8 text.
+    pub fn to_wire(&self) -> String {
+        let payload = match &self.payload {
+            Payload::Json(value) => value.clone(),
+            Payload::Raw(bytes) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        };
+        let wire = Wire {
+            v: WIRE_VERSION,
+            id: &self.id,
+            channel: &self.channel,
+            ts: self.timestamp_ms,
+            source: &self.source,
+            correlation_id: self.correlation_id.as_ref().map(CorrelationId::as_str),
+            payload,
+        };
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+
+    /// Reads a message received on `channel`. Never fails: anything that is not an envelope of
+    /// this format becomes a foreign event carrying the message as its payload.
+    pub fn from_wire(channel: &str, bytes: &[u8]) -> Self {
+        let foreign = |payload| Self {
+            id: CorrelationId::new().to_string(),
+            channel: channel.to_owned(),
+            timestamp_ms: now_ms(),
+            source: "foreign".to_owned(),
+            correlation_id: None,
+            payload,
+            foreign: true,
+        };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return foreign(Payload::Raw(bytes.to_vec()));
+        };
+        match Wire::deserialize(&value) {
+            Ok(wire) if wire.v == WIRE_VERSION => Self {
+                id: wire.id.to_owned(),
+                channel: channel.to_owned(),
+                timestamp_ms: wire.ts,
+                source: wire.source.to_owned(),
+                // An unusable ID from the wire is dropped rather than failing the event.
+                correlation_id: wire.correlation_id.and_then(|id| CorrelationId::parse(id).ok()),
+                payload: Payload::Json(wire.payload),
+                foreign: false,
+            },
+            _ => foreign(Payload::Json(value)),
+        }
+    }
+
+    /// The payload decoded as `T`, when it is JSON of that shape.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        match &self.payload {
+            Payload::Json(value) => T::deserialize(value),
+            Payload::Raw(bytes) => serde_json::from_slice(bytes),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use infra_log::with_correlation_id;
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn round_trips_with_the_publishers_correlation_id() {
+        let id = CorrelationId::parse("exec-42").unwrap();
+        let event =
+            with_correlation_id(id.clone(), async { Envelope::new("prices:BTC", "bot-1", json!({"price": 50234.56})) })
+                .await;
+        assert_eq!(event.correlation_id.as_ref(), Some(&id));
+        assert_eq!(event.id.len(), 32);
+        let wire = event.to_wire();
+        assert!(wire.starts_with(r#"{"v":1,"id":""#), "{wire}");
+        assert!(wire.contains(r#""correlation_id":"exec-42","payload":{"price":50234.56}"#), "{wire}");
+        let back = Envelope::from_wire("prices:BTC", wire.as_bytes());
+        assert_eq!(back, event);
+        assert_eq!(back.decode::<serde_json::Value>().unwrap()["price"], 50234.56);
+    }
+
+    #[test]
+    fn no_correlation_id_is_omitted_on_the_wire() {
+        let event = Envelope::new("c", "s", json!(null));
+        assert_eq!(event.correlation_id, None);
+        assert!(!event.to_wire().contains("correlation_id"));
+        assert_eq!(Envelope::from_wire("c", event.to_wire().as_bytes()), event);
+    }
+
+    #[test]
+    fn foreign_json_and_non_json_are_delivered_as_they_are() {
+        let plain = Envelope::from_wire("prices:BTC", br#"{"price": 1.5}"#);
+        assert!(plain.foreign);
+        assert_eq!(plain.payload, Payload::Json(json!({"price": 1.5})));
+        assert_eq!(plain.channel, "prices:BTC");
+        assert_eq!(plain.source, "foreign");
+
+        let text = Envelope::from_wire("alerts", b"BTC crossed 50k");
+        assert_eq!(text.payload, Payload::Raw(b"BTC crossed 50k".to_vec()));
+        let binary = Envelope::from_wire("alerts", &[0xff, 0x00, 0xfe]);
+        assert_eq!(binary.payload, Payload::Raw(vec![0xff, 0x00, 0xfe]));
+        assert!(binary.decode::<serde_json::Value>().is_err());
+
+        // Looks like an envelope but is another version, or has a bad correlation ID.
+        let other_version =
+            Envelope::from_wire("c", br#"{"v":2,"id":"x","channel":"c","ts":1,"source":"s","payload":1}"#);
+        assert!(other_version.foreign);
+        let bad_id = Envelope::from_wire(
+            "c",
+            br#"{"v":1,"id":"x","channel":"c","ts":1,"source":"s","correlation_id":"has space","payload":1}"#,
+        );
+        assert!(!bad_id.foreign);
+        assert_eq!(bad_id.correlation_id, None);
+        assert_eq!(bad_id.payload, Payload::Json(json!(1)));
+    }
+}
