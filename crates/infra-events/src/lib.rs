@@ -1,36 +1,58 @@
 //! Publish/subscribe for trading bots: one event bus with in-memory and Redis backends.
 //!
-//! **Status: in progress.** This release holds the first building blocks only:
-//! - [`Pattern`]: channel patterns with Redis glob semantics, proven identical to Redis's own
-//!   matcher against a real server;
-//! - [`Envelope`]: the event envelope (ID, channel, timestamp, source, correlation ID) and its
-//!   documented JSON wire format; messages from foreign publishers decode as foreign events,
-//!   never as errors.
+//! **Status: in progress.** This release has:
+//! - the object-safe [`EventBus`] trait: publish, batch publish, subscribe to a channel or a
+//!   pattern with a handler (each subscription in its own task, errors and panics isolated and
+//!   counted), or as a [`Stream`](futures::Stream);
+//! - [`memory::MemoryBus`], bounded queues per subscription with an explicit [`Overflow`]
+//!   policy and counted drops;
+//! - [`Pattern`]: Redis glob semantics, proven identical to Redis's own matcher;
+//! - [`Envelope`]: ID, channel, timestamp, source and correlation ID, with a documented JSON
+//!   wire format; foreign messages decode as foreign events, never as errors.
 //!
-//! The bus itself (publish, subscribe, pattern subscribe, durable mode on Streams) comes next;
-//! see the project's issue tracker.
+//! The Redis backends (ephemeral pub/sub and durable Streams) come next; see the issue tracker.
 //!
 //! # Feature flags
 //!
 //! | feature | default | enables |
 //! |---|---|---|
-//! | none | | this crate has no optional parts yet |
+//! | `memory` | yes | [`memory::MemoryBus`] |
 //!
 //! # Example
 //!
 //! ```
-//! use infra_events::Pattern;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), infra_events::EventsError> {
+//! use std::sync::Arc;
+//! use futures::StreamExt;
+//! use infra_events::{EventBus, Pattern, SubscribeOptions, Topic, memory::MemoryBus};
 //!
-//! let prices = Pattern::new("prices:*");
-//! assert!(prices.matches("prices:BTC"));
-//! assert!(!prices.matches("orders:BTC"));
-//! assert!(Pattern::new("h[^e]llo").matches("hallo"));
+//! let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new("bot-1"));
+//! let mut prices = bus.stream(Topic::Pattern(Pattern::new("prices:*")), SubscribeOptions::default()).await?;
+//! let sent = bus.publish("prices:BTC", serde_json::json!({"price": 50234.56})).await?;
+//! assert_eq!(sent.receivers, 1);
+//!
+//! let event = prices.next().await.expect("an event");
+//! assert_eq!(event.channel, "prices:BTC");
+//! assert_eq!(event.decode::<serde_json::Value>().unwrap()["price"], 50234.56);
+//! # Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod bus;
 mod envelope;
+mod error;
 mod pattern;
 
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub mod memory;
+
+pub use bus::{
+    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Published, SubscribeOptions, Subscription,
+    SubscriptionStats, Topic,
+};
 pub use envelope::{Envelope, Payload, WIRE_VERSION};
+pub use error::{BoxError, EventsError, Result};
 pub use pattern::Pattern;

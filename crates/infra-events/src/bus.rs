@@ -1,0 +1,289 @@
+//! The [`EventBus`] trait, handlers, subscriptions and their statistics.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+};
+
+use futures::{FutureExt, Stream, future::BoxFuture};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{BoxError, Envelope, Pattern, Result};
+
+/// What a subscription listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topic {
+    /// One channel, by exact name.
+    Channel(String),
+    /// Every channel matching a Redis glob pattern.
+    Pattern(Pattern),
+}
+
+impl Topic {
+    /// Whether an event on `channel` belongs to this topic.
+    pub fn matches(&self, channel: &str) -> bool {
+        match self {
+            Self::Channel(name) => name == channel,
+            Self::Pattern(pattern) => pattern.matches(channel),
+        }
+    }
+}
+
+/// What happens when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The publisher waits for room: nothing is lost, a slow subscriber slows publishers.
+    Block,
+    /// The new event is dropped for this subscriber, counted in
+    /// [`SubscriptionStats::dropped`] and reported by a WARN line; publishers never wait.
+    #[default]
+    DropNewest,
+}
+
+/// Options of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// Events queued for this subscriber before [`Overflow`] applies. At least 1.
+    pub capacity: usize,
+    /// What a full queue does.
+    pub overflow: Overflow,
+}
+
+/// Queue size by default: a burst of 50,000 events fits while the subscriber catches up.
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        Self { capacity: DEFAULT_CAPACITY, overflow: Overflow::DropNewest }
+    }
+}
+
+/// What [`EventBus::publish`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The event's ID.
+    pub id: String,
+    /// Subscriptions it was handed to (Redis: subscribed connections, across processes).
+    pub receivers: usize,
+}
+
+/// Handles events of one subscription. A returned error or a panic is logged and counted;
+/// later events are still handled.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one event.
+    fn handle(&self, event: Envelope) -> BoxFuture<'static, std::result::Result<(), BoxError>>;
+}
+
+impl<F, Fut, E> Handler for F
+where
+    F: Fn(Envelope) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    fn handle(&self, event: Envelope) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
+        let future = self(event);
+        Box::pin(async move { future.await.map_err(Into::into) })
+    }
+}
+
+/// Counters of one subscription, readable while it runs.
+#[derive(Debug, Default)]
+pub struct SubscriptionStats {
+    received: AtomicU64,
+    handled: AtomicU64,
+    errors: AtomicU64,
+    panics: AtomicU64,
+    dropped: AtomicU64,
+}
+
+macro_rules! counter {
+    ($($(#[$doc:meta])* $name:ident, $add:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(&self) -> u64 {
+            self.$name.load(Ordering::Relaxed)
+        }
+
+        pub(crate) fn $add(&self) -> u64 {
+            self.$name.fetch_add(1, Ordering::Relaxed) + 1
+        }
+    )*};
+}
+
+impl SubscriptionStats {
+    counter! {
+        /// Events queued for this subscriber.
+        received, add_received;
+        /// Events whose handler returned `Ok` (or that a stream yielded).
+        handled, add_handled;
+        /// Events whose handler returned an error.
+        errors, add_error;
+        /// Events whose handler panicked.
+        panics, add_panic;
+        /// Events lost because the queue was full ([`Overflow::DropNewest`]).
+        dropped, add_dropped;
+    }
+}
+
+/// Removes a subscription from its bus.
+pub(crate) type Detach = Box<dyn FnOnce() + Send + Sync>;
+
+/// A running subscription. Unsubscribe with [`Subscription::unsubscribe`] (waits until the
+/// queued events are handled) or by dropping it (they are still handled, in the background).
+#[must_use = "dropping a subscription unsubscribes"]
+pub struct Subscription {
+    stats: Arc<SubscriptionStats>,
+    detach: Option<Detach>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(stats: Arc<SubscriptionStats>, detach: Detach, task: JoinHandle<()>) -> Self {
+        Self { stats, detach: Some(detach), task: Some(task) }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &SubscriptionStats {
+        &self.stats
+    }
+
+    /// Stops receiving new events, waits until the queued ones are handled, and returns the
+    /// final counters.
+    pub async fn unsubscribe(mut self) -> Arc<SubscriptionStats> {
+        if let Some(detach) = self.detach.take() {
+            detach();
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        Arc::clone(&self.stats)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(detach) = self.detach.take() {
+            detach();
+        }
+    }
+}
+
+/// Runs `handler` for each queued event, with the publisher's correlation ID, isolating errors
+/// and panics, until the queue is closed and drained.
+pub(crate) fn run_handler(
+    mut queue: mpsc::Receiver<Envelope>,
+    handler: Arc<dyn Handler>,
+    stats: Arc<SubscriptionStats>,
+    topic: String,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(event) = queue.recv().await {
+            let id = event.id.clone();
+            let correlation = event.correlation_id.clone();
+            let call = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
+            let outcome = match correlation {
+                Some(correlation) => infra_log::with_correlation_id(correlation, call).await,
+                None => call.await,
+            };
+            match outcome {
+                Ok(Ok(())) => {
+                    stats.add_handled();
+                }
+                Ok(Err(error)) => {
+                    let errors = stats.add_error();
+                    tracing::warn!(target: "infra_events", topic, event_id = id, errors, error = %error, "event handler failed");
+                }
+                Err(_) => {
+                    let panics = stats.add_panic();
+                    tracing::error!(target: "infra_events", topic, event_id = id, panics, "event handler panicked");
+                }
+            }
+        }
+    })
+}
+
+/// A subscription as a stream of events, for callers who prefer pulling. Dropping it
+/// unsubscribes.
+pub struct EventStream {
+    queue: mpsc::Receiver<Envelope>,
+    stats: Arc<SubscriptionStats>,
+    detach: Option<Detach>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    pub(crate) fn new(queue: mpsc::Receiver<Envelope>, stats: Arc<SubscriptionStats>, detach: Detach) -> Self {
+        Self { queue, stats, detach: Some(detach) }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> &SubscriptionStats {
+        &self.stats
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Envelope;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let next = this.queue.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = &next {
+            this.stats.add_handled();
+        }
+        next
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        if let Some(detach) = self.detach.take() {
+            detach();
+        }
+    }
+}
+
+/// Publish/subscribe between a bot's tasks (memory) or processes (Redis).
+///
+/// Object-safe: hold it as `Arc<dyn EventBus>`. Payloads are JSON; every event travels in an
+/// [`Envelope`] carrying the publisher's correlation ID, which is restored around handlers.
+pub trait EventBus: fmt::Debug + Send + Sync + 'static {
+    /// `memory` or `redis`.
+    fn backend(&self) -> &'static str;
+
+    /// Publishes `payload` on `channel`.
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>>;
+
+    /// Publishes several events (one round trip on Redis); one result per event, in order.
+    fn publish_batch<'a>(
+        &'a self,
+        events: Vec<(String, serde_json::Value)>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Published>>>>;
+
+    /// Runs `handler` for every event on `topic`, each subscription in its own task.
+    fn subscribe<'a>(
+        &'a self,
+        topic: Topic,
+        handler: Arc<dyn Handler>,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription>>;
+
+    /// The events of `topic` as a [`Stream`].
+    fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>>;
+}

@@ -1,0 +1,28 @@
+//! The crate's error type.
+
+/// A boxed error, as handlers return them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything an [`EventBus`](crate::EventBus) operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventsError {
+    /// A payload that does not serialize to JSON.
+    #[error("cannot encode the payload for channel `{channel}` as JSON")]
+    Encode {
+        /// The channel.
+        channel: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A subscription option out of range.
+    #[error("invalid subscription option: {0}")]
+    InvalidOption(&'static str),
+    /// The bus is shut down.
+    #[error("the event bus is closed")]
+    Closed,
+}
+
+/// The crate's result type.
+pub type Result<T, E = EventsError> = std::result::Result<T, E>;

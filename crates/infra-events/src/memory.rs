@@ -1,0 +1,181 @@
+//! The in-process bus: every subscription has its own bounded queue and task.
+
+use std::{
+    fmt,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures::future::BoxFuture;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::{
+    Envelope, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, SubscriptionStats,
+    Topic,
+    bus::{Detach, EventBus, Overflow, run_handler},
+};
+
+/// An in-process [`EventBus`]: the embedded default for development and tests.
+///
+/// Delivery follows publish order per publisher and subscription. A slow handler only fills
+/// its own queue; what happens when that queue is full is the subscription's [`Overflow`]
+/// policy, and every dropped event is counted. Each bus is its own namespace.
+#[derive(Clone)]
+pub struct MemoryBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    source: String,
+    subscribers: RwLock<Vec<Arc<Subscriber>>>,
+    next_id: AtomicU64,
+}
+
+/// A new subscriber's end of its queue.
+struct Attached {
+    receiver: mpsc::Receiver<Envelope>,
+    stats: Arc<SubscriptionStats>,
+    detach: Detach,
+}
+
+struct Subscriber {
+    id: u64,
+    topic: Topic,
+    queue: mpsc::Sender<Envelope>,
+    overflow: Overflow,
+    stats: Arc<SubscriptionStats>,
+}
+
+impl fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let subscribers = self.inner.subscribers.read().map(|s| s.len()).unwrap_or_default();
+        f.debug_struct("MemoryBus").field("source", &self.inner.source).field("subscribers", &subscribers).finish()
+    }
+}
+
+impl MemoryBus {
+    /// A bus whose events name `source` as their publisher (a bot ID, a service name).
+    pub fn new(source: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                source: source.into(),
+                subscribers: RwLock::new(Vec::new()),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Subscriptions currently attached.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.read().map(|s| s.len()).unwrap_or_default()
+    }
+
+    fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
+        if options.capacity == 0 {
+            return Err(EventsError::InvalidOption("capacity must be at least 1"));
+        }
+        let (sender, receiver) = mpsc::channel(options.capacity);
+        let stats = Arc::new(SubscriptionStats::default());
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let subscriber =
+            Arc::new(Subscriber { id, topic, queue: sender, overflow: options.overflow, stats: stats.clone() });
+        self.inner.subscribers.write().unwrap_or_else(std::sync::PoisonError::into_inner).push(subscriber);
+        let inner = Arc::downgrade(&self.inner);
+        let detach = Box::new(move || {
+            if let Some(inner) = inner.upgrade() {
+                inner.subscribers.write().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|s| s.id != id);
+            }
+        });
+        Ok(Attached { receiver, stats, detach })
+    }
+
+    async fn deliver(&self, event: Envelope) -> Published {
+        let targets: Vec<Arc<Subscriber>> = self
+            .inner
+            .subscribers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|s| s.topic.matches(&event.channel))
+            .cloned()
+            .collect();
+        let mut receivers = 0;
+        let id = event.id.clone();
+        for subscriber in targets {
+            let delivered = match subscriber.overflow {
+                Overflow::Block => subscriber.queue.send(event.clone()).await.is_ok(),
+                Overflow::DropNewest => match subscriber.queue.try_send(event.clone()) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(_)) => {
+                        let dropped = subscriber.stats.add_dropped();
+                        // One line per power of two keeps a flood of drops from flooding the log.
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(
+                                target: "infra_events",
+                                channel = event.channel,
+                                dropped,
+                                "subscriber queue full: events dropped for this subscription"
+                            );
+                        }
+                        false
+                    }
+                    Err(TrySendError::Closed(_)) => false,
+                },
+            };
+            if delivered {
+                subscriber.stats.add_received();
+                receivers += 1;
+            }
+        }
+        Published { id, receivers }
+    }
+}
+
+impl EventBus for MemoryBus {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>> {
+        Box::pin(async move { Ok(self.deliver(Envelope::new(channel, self.inner.source.as_str(), payload)).await) })
+    }
+
+    fn publish_batch<'a>(
+        &'a self,
+        events: Vec<(String, serde_json::Value)>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(events.len());
+            for (channel, payload) in events {
+                results.push(Ok(self.deliver(Envelope::new(channel, self.inner.source.as_str(), payload)).await));
+            }
+            Ok(results)
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: Topic,
+        handler: Arc<dyn Handler>,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(async move {
+            let name = match &topic {
+                Topic::Channel(name) => name.clone(),
+                Topic::Pattern(pattern) => pattern.to_string(),
+            };
+            let Attached { receiver, stats, detach } = self.attach(topic, options)?;
+            let task = run_handler(receiver, handler, stats.clone(), name);
+            Ok(Subscription::new(stats, detach, task))
+        })
+    }
+
+    fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
+        Box::pin(async move {
+            let Attached { receiver, stats, detach } = self.attach(topic, options)?;
+            Ok(EventStream::new(receiver, stats, detach))
+        })
+    }
+}

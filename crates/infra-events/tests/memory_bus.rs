@@ -1,0 +1,235 @@
+//! The memory bus: order, fan-out, patterns, unsubscribe, isolation, correlation, bursts and
+//! overflow accounting.
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use infra_events::{
+    BoxError, Envelope, EventBus, EventsError, Overflow, Pattern, SubscribeOptions, Topic, memory::MemoryBus,
+};
+use infra_log::{CorrelationId, current_correlation_id, with_correlation_id};
+use serde_json::json;
+
+type Seen = Arc<Mutex<Vec<Envelope>>>;
+
+fn recorder() -> (Seen, Arc<dyn infra_events::Handler>) {
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    let handler = move |event: Envelope| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(event);
+            Ok::<(), BoxError>(())
+        }
+    };
+    (seen, Arc::new(handler))
+}
+
+fn channel(name: &str) -> Topic {
+    Topic::Channel(name.to_owned())
+}
+
+fn numbers(seen: &Seen) -> Vec<i64> {
+    seen.lock().unwrap().iter().map(|e| e.decode::<i64>().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn fan_out_in_publish_order() {
+    let bus = MemoryBus::new("bot-1");
+    let mut recorded = Vec::new();
+    let mut subscriptions = Vec::new();
+    for _ in 0..3 {
+        let (seen, handler) = recorder();
+        subscriptions.push(bus.subscribe(channel("fills"), handler, SubscribeOptions::default()).await.unwrap());
+        recorded.push(seen);
+    }
+    for n in 0..100 {
+        assert_eq!(bus.publish("fills", json!(n)).await.unwrap().receivers, 3);
+    }
+    assert_eq!(bus.publish("other", json!(0)).await.unwrap().receivers, 0);
+    for subscription in subscriptions {
+        assert_eq!(subscription.stats().received(), 100);
+        subscription.unsubscribe().await;
+    }
+    for seen in &recorded {
+        assert_eq!(numbers(seen), (0..100).collect::<Vec<_>>());
+        let first = &seen.lock().unwrap()[0];
+        assert_eq!((first.channel.as_str(), first.source.as_str(), first.foreign), ("fills", "bot-1", false));
+    }
+}
+
+#[tokio::test]
+async fn pattern_subscriptions_follow_redis_glob_rules() {
+    let bus = MemoryBus::new("bot");
+    let cases = [
+        ("prices:*", "prices:BTC", true),
+        ("prices:*", "price:BTC", false),
+        ("h?llo", "hello", true),
+        ("h?llo", "héllo", false),
+        ("h[^e]llo", "hallo", true),
+        ("h[a-b]llo", "hcllo", false),
+        ("h\\*llo", "h*llo", true),
+        ("*", "", false),
+    ];
+    for (pattern, name, expected) in cases {
+        let stream = bus.stream(Topic::Pattern(Pattern::new(pattern)), SubscribeOptions::default()).await.unwrap();
+        let receivers = bus.publish(name, json!(1)).await.unwrap().receivers;
+        assert_eq!(receivers == 1, expected, "{pattern:?} ~ {name:?}");
+        drop(stream);
+        assert_eq!(bus.subscriber_count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn unsubscribing_or_dropping_stops_delivery_without_losing_queued_events() {
+    let bus = MemoryBus::new("bot");
+    let (seen, handler) = recorder();
+    let subscription = bus.subscribe(channel("c"), handler, SubscribeOptions::default()).await.unwrap();
+    for n in 0..10 {
+        bus.publish("c", json!(n)).await.unwrap();
+    }
+    subscription.unsubscribe().await;
+    assert_eq!(numbers(&seen), (0..10).collect::<Vec<_>>(), "queued events are handled before it ends");
+    assert_eq!(bus.publish("c", json!(99)).await.unwrap().receivers, 0);
+
+    let stream = bus.stream(channel("c"), SubscribeOptions::default()).await.unwrap();
+    assert_eq!(bus.subscriber_count(), 1);
+    drop(stream);
+    assert_eq!(bus.subscriber_count(), 0);
+    assert_eq!(bus.publish("c", json!(1)).await.unwrap().receivers, 0);
+}
+
+#[tokio::test]
+async fn handler_errors_and_panics_are_counted_and_isolated() {
+    let bus = MemoryBus::new("bot");
+    let flaky = |event: Envelope| async move {
+        match event.decode::<i64>().unwrap() {
+            3 => panic!("handler bug"),
+            n if n % 2 == 1 => Err::<(), BoxError>("odd".into()),
+            _ => Ok(()),
+        }
+    };
+    let bad = bus.subscribe(channel("c"), Arc::new(flaky), SubscribeOptions::default()).await.unwrap();
+    let (seen, handler) = recorder();
+    let good = bus.subscribe(channel("c"), handler, SubscribeOptions::default()).await.unwrap();
+    for n in 0..10 {
+        bus.publish("c", json!(n)).await.unwrap();
+    }
+    let stats = bad.unsubscribe().await;
+    // 0, 2, 4, 6, 8 succeed; 1, 5, 7, 9 fail; 3 panics; and every later event is still handled.
+    assert_eq!((stats.received(), stats.handled(), stats.errors(), stats.panics()), (10, 5, 4, 1));
+    good.unsubscribe().await;
+    assert_eq!(numbers(&seen), (0..10).collect::<Vec<_>>(), "the other subscription saw everything");
+}
+
+#[tokio::test]
+async fn a_slow_handler_does_not_hold_up_other_subscriptions() {
+    let bus = MemoryBus::new("bot");
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let wait = gate.clone();
+    let slow = move |_event: Envelope| {
+        let wait = wait.clone();
+        async move {
+            wait.notified().await;
+            Ok::<(), BoxError>(())
+        }
+    };
+    let slow = bus.subscribe(channel("c"), Arc::new(slow), SubscribeOptions::default()).await.unwrap();
+    let mut fast = bus.stream(channel("c"), SubscribeOptions::default()).await.unwrap();
+    for n in 0..50 {
+        bus.publish("c", json!(n)).await.unwrap();
+    }
+    for n in 0..50 {
+        assert_eq!(fast.next().await.unwrap().decode::<i64>().unwrap(), n);
+    }
+    assert_eq!(slow.stats().handled(), 0, "the slow one is still on its first event");
+    for _ in 0..50 {
+        gate.notify_one();
+        tokio::task::yield_now().await;
+    }
+    drop(slow);
+}
+
+#[tokio::test]
+async fn the_handler_runs_with_the_publishers_correlation_id() {
+    let bus = MemoryBus::new("bot");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let handler = move |_event: Envelope| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(current_correlation_id());
+            Ok::<(), BoxError>(())
+        }
+    };
+    let subscription = bus.subscribe(channel("c"), Arc::new(handler), SubscribeOptions::default()).await.unwrap();
+    let id = CorrelationId::parse("exec-7").unwrap();
+    with_correlation_id(id.clone(), bus.publish("c", json!(1))).await.unwrap();
+    bus.publish("c", json!(2)).await.unwrap();
+    subscription.unsubscribe().await;
+    assert_eq!(*seen.lock().unwrap(), [Some(id), None]);
+}
+
+#[tokio::test]
+async fn batch_publish_reports_each_event() {
+    let bus = MemoryBus::new("bot");
+    let mut stream = bus.stream(Topic::Pattern(Pattern::new("orders:*")), SubscribeOptions::default()).await.unwrap();
+    let results = bus
+        .publish_batch(vec![
+            ("orders:1".to_owned(), json!(1)),
+            ("fills:1".to_owned(), json!(2)),
+            ("orders:2".to_owned(), json!(3)),
+        ])
+        .await
+        .unwrap();
+    let receivers: Vec<usize> = results.iter().map(|r| r.as_ref().unwrap().receivers).collect();
+    assert_eq!(receivers, [1, 0, 1]);
+    assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), 1);
+    assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_50_000_to_a_subscriber_that_keeps_up_loses_nothing() {
+    let bus = MemoryBus::new("bot");
+    let (seen, handler) = recorder();
+    let subscription = bus.subscribe(channel("ticks"), handler, SubscribeOptions::default()).await.unwrap();
+    for n in 0..50_000 {
+        bus.publish("ticks", json!(n)).await.unwrap();
+    }
+    assert_eq!(subscription.stats().dropped(), 0);
+    subscription.unsubscribe().await;
+    assert_eq!(seen.lock().unwrap().len(), 50_000);
+    assert_eq!(numbers(&seen), (0..50_000).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
+    let bus = MemoryBus::new("bot");
+    let options = SubscribeOptions { capacity: 4, overflow: Overflow::DropNewest };
+    let mut stream = bus.stream(channel("c"), options).await.unwrap();
+    let mut receivers = Vec::new();
+    for n in 0..10 {
+        receivers.push(bus.publish("c", json!(n)).await.unwrap().receivers);
+    }
+    assert_eq!(receivers, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!((stream.stats().received(), stream.stats().dropped()), (4, 6));
+    for n in 0..4 {
+        assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), n);
+    }
+
+    let options = SubscribeOptions { capacity: 2, overflow: Overflow::Block };
+    let mut blocking = bus.stream(channel("b"), options).await.unwrap();
+    bus.publish("b", json!(1)).await.unwrap();
+    bus.publish("b", json!(2)).await.unwrap();
+    let third = bus.publish("b", json!(3));
+    tokio::pin!(third);
+    assert!(futures::FutureExt::now_or_never(third.as_mut()).is_none(), "the publisher waits for room");
+    assert_eq!(blocking.next().await.unwrap().decode::<i64>().unwrap(), 1);
+    assert_eq!(third.await.unwrap().receivers, 1);
+    assert_eq!(blocking.stats().dropped(), 0);
+
+    let error =
+        bus.stream(channel("x"), SubscribeOptions { capacity: 0, overflow: Overflow::Block }).await.unwrap_err();
+    assert!(matches!(error, EventsError::InvalidOption(_)), "{error}");
+    assert_eq!(error.to_string(), "invalid subscription option: capacity must be at least 1");
+}
