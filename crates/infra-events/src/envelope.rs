@@ -63,6 +63,33 @@ struct Wire<'a> {
     payload: serde_json::Value,
 }
 
+/// A new event ID: 32 hex digits, a random per-process prefix and a counter, so IDs are unique
+/// across processes and cheap to make (a hash per event cost more than the rest of a publish).
+pub(crate) fn new_event_id() -> String {
+    use std::sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    };
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+        hasher.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for word in [prefix, n] {
+        for shift in (0..16).rev() {
+            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    id
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
@@ -72,7 +99,7 @@ impl Envelope {
     /// A new event from this process: fresh ID, current time and the current correlation ID.
     pub fn new(channel: impl Into<String>, source: impl Into<String>, payload: serde_json::Value) -> Self {
         Self {
-            id: CorrelationId::new().to_string(),
+            id: new_event_id(),
             channel: channel.into(),
             timestamp_ms: now_ms(),
             source: source.into(),
@@ -105,7 +132,7 @@ impl Envelope {
     /// this format becomes a foreign event carrying the message as its payload.
     pub fn from_wire(channel: &str, bytes: &[u8]) -> Self {
         let foreign = |payload| Self {
-            id: CorrelationId::new().to_string(),
+            id: new_event_id(),
             channel: channel.to_owned(),
             timestamp_ms: now_ms(),
             source: "foreign".to_owned(),
@@ -161,6 +188,13 @@ mod tests {
         let back = Envelope::from_wire("prices:BTC", wire.as_bytes());
         assert_eq!(back, event);
         assert_eq!(back.decode::<serde_json::Value>().unwrap()["price"], 50234.56);
+    }
+
+    #[test]
+    fn event_ids_are_unique_hex() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_event_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
     }
 
     #[test]

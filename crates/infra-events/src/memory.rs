@@ -92,22 +92,22 @@ impl MemoryBus {
     }
 
     async fn deliver(&self, event: Envelope) -> Published {
-        let targets: Vec<Arc<Subscriber>> = self
-            .inner
-            .subscribers
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|s| s.topic.matches(&event.channel))
-            .cloned()
-            .collect();
-        let mut receivers = 0;
         let id = event.id.clone();
-        for subscriber in targets {
-            let delivered = match subscriber.overflow {
-                Overflow::Block => subscriber.queue.send(event.clone()).await.is_ok(),
-                Overflow::DropNewest => match subscriber.queue.try_send(event.clone()) {
-                    Ok(()) => true,
+        let mut receivers = 0;
+        // Most deliveries complete under the read lock; only full queues of blocking
+        // subscribers are awaited, after it is released.
+        let waiting: Vec<Arc<Subscriber>> = {
+            let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut waiting = Vec::new();
+            for subscriber in subscribers.iter().filter(|s| s.topic.matches(&event.channel)) {
+                match subscriber.queue.try_send(event.clone()) {
+                    Ok(()) => {
+                        subscriber.stats.add_received();
+                        receivers += 1;
+                    }
+                    Err(TrySendError::Full(_)) if subscriber.overflow == Overflow::Block => {
+                        waiting.push(Arc::clone(subscriber));
+                    }
                     Err(TrySendError::Full(_)) => {
                         let dropped = subscriber.stats.add_dropped();
                         // One line per power of two keeps a flood of drops from flooding the log.
@@ -119,12 +119,14 @@ impl MemoryBus {
                                 "subscriber queue full: events dropped for this subscription"
                             );
                         }
-                        false
                     }
-                    Err(TrySendError::Closed(_)) => false,
-                },
-            };
-            if delivered {
+                    Err(TrySendError::Closed(_)) => {}
+                }
+            }
+            waiting
+        };
+        for subscriber in waiting {
+            if subscriber.queue.send(event.clone()).await.is_ok() {
                 subscriber.stats.add_received();
                 receivers += 1;
             }
