@@ -54,6 +54,12 @@ const STEPS: &[Step] = &[
         hint: "a feature-gated item is used outside its feature",
     },
     Step {
+        name: "features-events-bare",
+        args: &["clippy", "-p", "infra-events", "--no-default-features", "--lib", "--", "-D", "warnings"],
+        envs: &[],
+        hint: "a feature-gated item is used outside its feature",
+    },
+    Step {
         name: "test",
         args: &["test", "--workspace", "--all-features"],
         envs: &[],

@@ -109,6 +109,7 @@ macro_rules! counter {
             self.$name.load(Ordering::Relaxed)
         }
 
+        #[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
         pub(crate) fn $add(&self) -> u64 {
             self.$name.fetch_add(1, Ordering::Relaxed) + 1
         }
@@ -149,6 +150,10 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    #[cfg_attr(
+        not(feature = "memory"),
+        allow(dead_code, reason = "backend plumbing; memory is the only backend so far")
+    )]
     pub(crate) fn new(stats: Arc<SubscriptionStats>, detach: Detach, task: JoinHandle<()>) -> Self {
         Self { stats, detach: Some(detach), task: Some(task) }
     }
@@ -181,6 +186,7 @@ impl Drop for Subscription {
 
 /// Runs `handler` for each queued event, with the publisher's correlation ID, isolating errors
 /// and panics, until the queue is closed and drained.
+#[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
 pub(crate) fn run_handler(
     mut queue: mpsc::Receiver<Envelope>,
     handler: Arc<dyn Handler>,
@@ -228,6 +234,10 @@ impl fmt::Debug for EventStream {
 }
 
 impl EventStream {
+    #[cfg_attr(
+        not(feature = "memory"),
+        allow(dead_code, reason = "backend plumbing; memory is the only backend so far")
+    )]
     pub(crate) fn new(queue: mpsc::Receiver<Envelope>, stats: Arc<SubscriptionStats>, detach: Detach) -> Self {
         Self { queue, stats, detach: Some(detach) }
     }
