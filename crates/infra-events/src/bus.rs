@@ -14,7 +14,7 @@ use std::{
 use futures::{FutureExt, Stream, future::BoxFuture};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{BoxError, Envelope, Pattern, Result};
+use crate::{BoxError, Envelope, EventId, Pattern, Result};
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl Default for SubscribeOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// The event's ID.
-    pub id: String,
+    pub id: EventId,
     /// Subscriptions it was handed to (Redis: subscribed connections, across processes).
     pub receivers: usize,
 }
@@ -195,7 +195,7 @@ pub(crate) fn run_handler(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = queue.recv().await {
-            let id = event.id.clone();
+            let id = event.id;
             let correlation = event.correlation_id.clone();
             let call = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
             let outcome = match correlation {
@@ -208,11 +208,11 @@ pub(crate) fn run_handler(
                 }
                 Ok(Err(error)) => {
                     let errors = stats.add_error();
-                    tracing::warn!(target: "infra_events", topic, event_id = id, errors, error = %error, "event handler failed");
+                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
                 }
                 Err(_) => {
                     let panics = stats.add_panic();
-                    tracing::error!(target: "infra_events", topic, event_id = id, panics, "event handler panicked");
+                    tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
                 }
             }
         }

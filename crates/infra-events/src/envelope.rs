@@ -14,13 +14,66 @@
 //! object (published by `redis-cli`, a Python bot, anything) is still delivered: as
 //! [`Payload::Json`] when it is JSON, [`Payload::Raw`] otherwise, with [`Envelope::foreign`] set.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    fmt,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use infra_log::{CorrelationId, current_correlation_id};
 use serde::{Deserialize, Serialize};
 
 /// The format version this crate writes.
 pub const WIRE_VERSION: u32 = 1;
+
+/// An event's ID: 128 bits, written as 32 lowercase hex digits. Copying it allocates nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventId(u128);
+
+impl EventId {
+    /// A new ID: a random per-process prefix and a counter, unique across processes.
+    pub fn new() -> Self {
+        use std::sync::{
+            OnceLock,
+            atomic::{AtomicU64, Ordering},
+        };
+        static PREFIX: OnceLock<u64> = OnceLock::new();
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let prefix = *PREFIX.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u32(std::process::id());
+            hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+            hasher.finish()
+        });
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Self((u128::from(prefix) << 64) | u128::from(n))
+    }
+
+    /// Reads the 32-hex-digit form.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u128::from_str_radix(text, 16).ok().map(Self))
+            .flatten()
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EventId({self})")
+    }
+}
 
 /// What an event carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +87,8 @@ pub enum Payload {
 /// An event with its metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Envelope {
-    /// Unique ID (32 hex digits), assigned when published.
-    pub id: String,
+    /// Unique ID, assigned when published.
+    pub id: EventId,
     /// The channel it was published on (without the namespace).
     pub channel: String,
     /// When it was published, in milliseconds since the Unix epoch (for foreign messages: when
@@ -54,40 +107,13 @@ pub struct Envelope {
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
     v: u32,
-    id: &'a str,
+    id: String,
     channel: &'a str,
     ts: u64,
     source: &'a str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     correlation_id: Option<&'a str>,
     payload: serde_json::Value,
-}
-
-/// A new event ID: 32 hex digits, a random per-process prefix and a counter, so IDs are unique
-/// across processes and cheap to make (a hash per event cost more than the rest of a publish).
-pub(crate) fn new_event_id() -> String {
-    use std::sync::{
-        OnceLock,
-        atomic::{AtomicU64, Ordering},
-    };
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        hasher.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-        hasher.finish()
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for word in [prefix, n] {
-        for shift in (0..16).rev() {
-            id.push(char::from(HEX[((word >> (shift * 4)) & 0xf) as usize]));
-        }
-    }
-    id
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -99,7 +125,7 @@ impl Envelope {
     /// A new event from this process: fresh ID, current time and the current correlation ID.
     pub fn new(channel: impl Into<String>, source: impl Into<String>, payload: serde_json::Value) -> Self {
         Self {
-            id: new_event_id(),
+            id: EventId::new(),
             channel: channel.into(),
             timestamp_ms: now_ms(),
             source: source.into(),
@@ -118,7 +144,7 @@ impl Envelope {
         };
         let wire = Wire {
             v: WIRE_VERSION,
-            id: &self.id,
+            id: self.id.to_string(),
             channel: &self.channel,
             ts: self.timestamp_ms,
             source: &self.source,
@@ -132,7 +158,7 @@ impl Envelope {
     /// this format becomes a foreign event carrying the message as its payload.
     pub fn from_wire(channel: &str, bytes: &[u8]) -> Self {
         let foreign = |payload| Self {
-            id: new_event_id(),
+            id: EventId::new(),
             channel: channel.to_owned(),
             timestamp_ms: now_ms(),
             source: "foreign".to_owned(),
@@ -145,7 +171,8 @@ impl Envelope {
         };
         match Wire::deserialize(&value) {
             Ok(wire) if wire.v == WIRE_VERSION => Self {
-                id: wire.id.to_owned(),
+                // An ID in another form still makes a valid event, with an ID of ours.
+                id: EventId::parse(&wire.id).unwrap_or_default(),
                 channel: channel.to_owned(),
                 timestamp_ms: wire.ts,
                 source: wire.source.to_owned(),
@@ -181,7 +208,7 @@ mod tests {
             with_correlation_id(id.clone(), async { Envelope::new("prices:BTC", "bot-1", json!({"price": 50234.56})) })
                 .await;
         assert_eq!(event.correlation_id.as_ref(), Some(&id));
-        assert_eq!(event.id.len(), 32);
+        assert_eq!(event.id.to_string().len(), 32);
         let wire = event.to_wire();
         assert!(wire.starts_with(r#"{"v":1,"id":""#), "{wire}");
         assert!(wire.contains(r#""correlation_id":"exec-42","payload":{"price":50234.56}"#), "{wire}");
@@ -191,10 +218,15 @@ mod tests {
     }
 
     #[test]
-    fn event_ids_are_unique_hex() {
-        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_event_id()).collect();
+    fn event_ids_are_unique_and_round_trip_as_hex() {
+        let ids: std::collections::HashSet<EventId> = (0..10_000).map(|_| EventId::new()).collect();
         assert_eq!(ids.len(), 10_000);
-        assert!(ids.iter().all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        for id in ids.iter().take(100) {
+            let text = id.to_string();
+            assert!(text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+            assert_eq!(EventId::parse(&text), Some(*id));
+        }
+        assert_eq!(EventId::parse("not hex"), None);
     }
 
     #[test]

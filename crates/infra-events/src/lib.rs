@@ -53,6 +53,6 @@ pub use bus::{
     DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Published, SubscribeOptions, Subscription,
     SubscriptionStats, Topic,
 };
-pub use envelope::{Envelope, Payload, WIRE_VERSION};
+pub use envelope::{Envelope, EventId, Payload, WIRE_VERSION};
 pub use error::{BoxError, EventsError, Result};
 pub use pattern::Pattern;

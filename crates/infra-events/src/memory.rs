@@ -92,23 +92,33 @@ impl MemoryBus {
     }
 
     async fn deliver(&self, event: Envelope) -> Published {
-        let id = event.id.clone();
+        let id = event.id;
         let mut receivers = 0;
         // Most deliveries complete under the read lock; only full queues of blocking
         // subscribers are awaited, after it is released.
-        let waiting: Vec<Arc<Subscriber>> = {
+        let waiting: Vec<(Arc<Subscriber>, Envelope)> = {
             let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut left = subscribers.iter().filter(|s| s.topic.matches(&event.channel)).count();
+            let mut event = Some(event);
             let mut waiting = Vec::new();
-            for subscriber in subscribers.iter().filter(|s| s.topic.matches(&event.channel)) {
-                match subscriber.queue.try_send(event.clone()) {
+            for subscriber in subscribers.iter() {
+                let Some(current) = event.as_ref() else { break };
+                if !subscriber.topic.matches(&current.channel) {
+                    continue;
+                }
+                left -= 1;
+                // The last subscriber gets the event itself; the others get copies.
+                let outgoing = if left == 0 { event.take() } else { Some(current.clone()) };
+                let Some(outgoing) = outgoing else { break };
+                match subscriber.queue.try_send(outgoing) {
                     Ok(()) => {
                         subscriber.stats.add_received();
                         receivers += 1;
                     }
-                    Err(TrySendError::Full(_)) if subscriber.overflow == Overflow::Block => {
-                        waiting.push(Arc::clone(subscriber));
+                    Err(TrySendError::Full(event)) if subscriber.overflow == Overflow::Block => {
+                        waiting.push((Arc::clone(subscriber), event));
                     }
-                    Err(TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(event)) => {
                         let dropped = subscriber.stats.add_dropped();
                         // One line per power of two keeps a flood of drops from flooding the log.
                         if dropped.is_power_of_two() {
@@ -125,8 +135,8 @@ impl MemoryBus {
             }
             waiting
         };
-        for subscriber in waiting {
-            if subscriber.queue.send(event.clone()).await.is_ok() {
+        for (subscriber, event) in waiting {
+            if subscriber.queue.send(event).await.is_ok() {
                 subscriber.stats.add_received();
                 receivers += 1;
             }
