@@ -17,6 +17,12 @@
 //! Values are JSON text ([`StateValue`]), so any Redis client in any language reads them;
 //! [`StateStoreExt`] adds serde helpers (`get_json`, `set_json`, `incr`, `update_json`, …).
 //!
+//! Performance note: a call through `dyn StateStore` boxes the backend's future. For the memory
+//! backend that costs nothing ([`StateFuture`] holds ready results inline); for Redis it costs
+//! ~0.7 µs per call under heavy concurrency, because fred's command futures are large. Hot paths
+//! can hold a concrete `redis::RedisStore`, whose inherent methods (same names, same semantics)
+//! skip the box.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
