@@ -100,6 +100,7 @@ pub struct SubscriptionStats {
     errors: AtomicU64,
     panics: AtomicU64,
     dropped: AtomicU64,
+    gaps: AtomicU64,
 }
 
 macro_rules! counter {
@@ -128,6 +129,9 @@ impl SubscriptionStats {
         panics, add_panic;
         /// Events lost because the queue was full ([`Overflow::DropNewest`]).
         dropped, add_dropped;
+        /// Times events may have been missed upstream (Redis: a reconnection, or fred's buffer
+        /// overflowing); resynchronise state after one.
+        gaps, add_gap;
     }
 }
 

@@ -19,6 +19,23 @@ pub enum EventsError {
     /// A subscription option out of range.
     #[error("invalid subscription option: {0}")]
     InvalidOption(&'static str),
+    /// Redis could not be reached (the URL's password is redacted).
+    #[error("cannot reach redis at {url}")]
+    Connection {
+        /// The URL, password redacted.
+        url: String,
+        /// What the client library said.
+        #[source]
+        source: BoxError,
+    },
+    /// An operation did not complete in time.
+    #[error("{operation} timed out after {timeout:?}")]
+    Timeout {
+        /// The operation.
+        operation: &'static str,
+        /// The bound.
+        timeout: std::time::Duration,
+    },
     /// The bus is shut down.
     #[error("the event bus is closed")]
     Closed,

@@ -6,17 +6,22 @@
 //!   counted), or as a [`Stream`](futures::Stream);
 //! - [`memory::MemoryBus`], bounded queues per subscription with an explicit [`Overflow`]
 //!   policy and counted drops;
+//! - `redis::RedisBus` (feature `redis`), ephemeral mode: PUBLISH / SUBSCRIBE with patterns
+//!   matched locally, a subscriber buffer sized so bursts are not lost, resubscription after a
+//!   reconnect and a counted gap notice;
 //! - [`Pattern`]: Redis glob semantics, proven identical to Redis's own matcher;
 //! - [`Envelope`]: ID, channel, timestamp, source and correlation ID, with a documented JSON
 //!   wire format; foreign messages decode as foreign events, never as errors.
 //!
-//! The Redis backends (ephemeral pub/sub and durable Streams) come next; see the issue tracker.
+//! Still to come: the durable mode on Redis Streams, a factory from the configuration, and
+//! the Redis benchmarks; see the issue tracker.
 //!
 //! # Feature flags
 //!
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBus`] |
+//! | `redis` | | [`redis::RedisBus`]: ephemeral pub/sub through `fred` (durable mode not yet) |
 //!
 //! # Example
 //!
@@ -48,6 +53,9 @@ mod pattern;
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 pub use bus::{
     DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Published, SubscribeOptions, Subscription,

@@ -31,13 +31,37 @@ struct Inner {
     source: String,
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     next_id: AtomicU64,
+    lost_upstream: AtomicU64,
+}
+
+/// Which subscriptions an event may reach. Redis delivers a message once per channel
+/// subscription (`message`) and once per pattern subscription (`pmessage`); each copy must only
+/// reach its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the redis backend routes by kind"))]
+pub(crate) enum Route {
+    /// Every matching subscription (a local publish).
+    All,
+    /// Channel subscriptions only.
+    Channels,
+    /// Pattern subscriptions only.
+    Patterns,
+}
+
+impl Route {
+    fn admits(self, topic: &Topic) -> bool {
+        matches!(
+            (self, topic),
+            (Self::All, _) | (Self::Channels, Topic::Channel(_)) | (Self::Patterns, Topic::Pattern(_))
+        )
+    }
 }
 
 /// A new subscriber's end of its queue.
-struct Attached {
-    receiver: mpsc::Receiver<Envelope>,
-    stats: Arc<SubscriptionStats>,
-    detach: Detach,
+pub(crate) struct Attached {
+    pub(crate) receiver: mpsc::Receiver<Envelope>,
+    pub(crate) stats: Arc<SubscriptionStats>,
+    pub(crate) detach: Detach,
 }
 
 struct Subscriber {
@@ -63,8 +87,31 @@ impl MemoryBus {
                 source: source.into(),
                 subscribers: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(0),
+                lost_upstream: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// Marks a possible gap on every subscription (used by backends that can lose messages
+    /// upstream).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the redis backend has upstream gaps"))]
+    pub(crate) fn note_gap(&self) {
+        for subscriber in self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            subscriber.stats.add_gap();
+        }
+    }
+
+    /// Counts `lost` messages lost upstream, before they could be routed, and marks a gap.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the redis backend loses upstream"))]
+    pub(crate) fn note_lost(&self, lost: u64) {
+        self.inner.lost_upstream.fetch_add(lost, Ordering::Relaxed);
+        self.note_gap();
+    }
+
+    /// Messages lost before they could be routed to any subscription (Redis: fred's buffer
+    /// overflowed). Always 0 for a purely local bus.
+    pub fn lost_upstream(&self) -> u64 {
+        self.inner.lost_upstream.load(Ordering::Relaxed)
     }
 
     /// Subscriptions currently attached.
@@ -72,7 +119,7 @@ impl MemoryBus {
         self.inner.subscribers.read().map(|s| s.len()).unwrap_or_default()
     }
 
-    fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
+    pub(crate) fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
         if options.capacity == 0 {
             return Err(EventsError::InvalidOption("capacity must be at least 1"));
         }
@@ -92,18 +139,24 @@ impl MemoryBus {
     }
 
     async fn deliver(&self, event: Envelope) -> Published {
+        self.route(event, Route::All).await
+    }
+
+    /// Hands `event` to the matching subscriptions of the given kind.
+    pub(crate) async fn route(&self, event: Envelope, route: Route) -> Published {
         let id = event.id;
         let mut receivers = 0;
         // Most deliveries complete under the read lock; only full queues of blocking
         // subscribers are awaited, after it is released.
         let waiting: Vec<(Arc<Subscriber>, Envelope)> = {
             let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut left = subscribers.iter().filter(|s| s.topic.matches(&event.channel)).count();
+            let wanted = |s: &Subscriber, channel: &str| route.admits(&s.topic) && s.topic.matches(channel);
+            let mut left = subscribers.iter().filter(|s| wanted(s, &event.channel)).count();
             let mut event = Some(event);
             let mut waiting = Vec::new();
             for subscriber in subscribers.iter() {
                 let Some(current) = event.as_ref() else { break };
-                if !subscriber.topic.matches(&current.channel) {
+                if !wanted(subscriber, &current.channel) {
                     continue;
                 }
                 left -= 1;
