@@ -36,6 +36,17 @@ pub enum EventsError {
         /// The bound.
         timeout: std::time::Duration,
     },
+    /// The configuration names a backend this build does not include.
+    #[error("the {backend} backend is not compiled in; enable the `{feature}` feature of infra-events")]
+    BackendNotCompiled {
+        /// The configured backend.
+        backend: &'static str,
+        /// The feature that provides it.
+        feature: &'static str,
+    },
+    /// The Redis backend was configured without a URL.
+    #[error("the redis backend needs `events.redis_url`")]
+    MissingUrl,
     /// The bus is shut down.
     #[error("the event bus is closed")]
     Closed,

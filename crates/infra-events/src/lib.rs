@@ -13,8 +13,8 @@
 //! - [`Envelope`]: ID, channel, timestamp, source and correlation ID, with a documented JSON
 //!   wire format; foreign messages decode as foreign events, never as errors.
 //!
-//! Still to come: the durable mode on Redis Streams, a factory from the configuration, and
-//! the Redis benchmarks; see the issue tracker.
+//! [`from_config`] builds the configured bus. Still to come: the durable mode on Redis
+//! Streams and the Redis benchmarks; see the issue tracker.
 //!
 //! # Feature flags
 //!
@@ -48,6 +48,7 @@
 mod bus;
 mod envelope;
 mod error;
+mod factory;
 mod pattern;
 
 #[cfg(feature = "memory")]
@@ -63,4 +64,5 @@ pub use bus::{
 };
 pub use envelope::{Envelope, EventId, Payload, WIRE_VERSION};
 pub use error::{BoxError, EventsError, Result};
+pub use factory::from_config;
 pub use pattern::Pattern;

@@ -1,0 +1,64 @@
+//! Building the configured bus from [`EventsConfig`].
+
+use std::sync::Arc;
+
+use infra_config::{Backend, EventsConfig};
+
+use crate::{EventBus, EventsError, Result};
+
+/// The bus `config` asks for, naming `source` (a bot ID, a service) as the publisher of its
+/// events. Nothing connects yet. A backend whose feature is not compiled in is
+/// [`EventsError::BackendNotCompiled`].
+pub fn from_config(config: &EventsConfig, source: &str) -> Result<Arc<dyn EventBus>> {
+    match config.backend {
+        #[cfg(feature = "memory")]
+        Backend::Memory => Ok(Arc::new(crate::memory::MemoryBus::new(source))),
+        #[cfg(not(feature = "memory"))]
+        Backend::Memory => {
+            let _ = source;
+            Err(EventsError::BackendNotCompiled { backend: "memory", feature: "memory" })
+        }
+        #[cfg(feature = "redis")]
+        Backend::Redis => {
+            let url = config.redis_url.as_ref().ok_or(EventsError::MissingUrl)?;
+            Ok(Arc::new(crate::redis::RedisBus::new(url, &config.namespace, source, config.operation_timeout)?))
+        }
+        #[cfg(not(feature = "redis"))]
+        Backend::Redis => Err(EventsError::BackendNotCompiled { backend: "redis", feature: "redis" }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use infra_config::{Config, Environment};
+
+    use super::*;
+
+    #[test]
+    fn builds_the_configured_backend_without_connecting() {
+        let development = Config::for_env(Environment::Development).events;
+        #[cfg(feature = "memory")]
+        assert_eq!(from_config(&development, "bot").unwrap().backend(), "memory");
+        #[cfg(not(feature = "memory"))]
+        assert!(matches!(from_config(&development, "bot"), Err(EventsError::BackendNotCompiled { .. })));
+
+        let staging = Config::for_env(Environment::Staging).events;
+        match from_config(&staging, "bot") {
+            #[cfg(feature = "redis")]
+            Ok(bus) => assert_eq!(bus.backend(), "redis"),
+            #[cfg(not(feature = "redis"))]
+            Err(error) => assert_eq!(
+                error.to_string(),
+                "the redis backend is not compiled in; enable the `redis` feature of infra-events"
+            ),
+            #[allow(unreachable_patterns, reason = "one arm per feature set")]
+            other => panic!("unexpected {other:?}"),
+        }
+
+        #[cfg(feature = "redis")]
+        assert_eq!(
+            from_config(&Config::for_env(Environment::Production).events, "bot").unwrap_err().to_string(),
+            "the redis backend needs `events.redis_url`"
+        );
+    }
+}
