@@ -46,10 +46,12 @@ struct Comparison {
 pub(crate) fn run(options: Options) -> Result<(), String> {
     let target = target_dir()?;
     let criterion_dir = target.join("criterion");
+    let extra_dir = target.join(EXTRA_DIR);
     // Only this run's results may reach the summary.
-    if criterion_dir.exists() {
-        std::fs::remove_dir_all(&criterion_dir)
-            .map_err(|e| format!("cannot clear {}: {e}", criterion_dir.display()))?;
+    for dir in [&criterion_dir, &extra_dir] {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
+        }
     }
 
     let mut args = vec!["bench", "--workspace", "--all-features", "--bench", "*", "--", "--noplot"];
@@ -61,7 +63,9 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
     }
     cargo(&args, &[])?;
 
-    let comparisons = collect(&criterion_dir)?;
+    let mut comparisons = collect(&criterion_dir)?;
+    comparisons.extend(collect_extra(&extra_dir)?);
+    comparisons.sort_by(|a, b| a.name.cmp(&b.name));
     if comparisons.is_empty() {
         return Err(format!("no `ours`/`baseline` pairs found under {}", criterion_dir.display()));
     }
@@ -104,6 +108,24 @@ fn target_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "cargo metadata has no target_directory".to_owned())
 }
 
+/// Where benches that measure something criterion cannot (latency percentiles) write their
+/// comparisons: one `{"name", "ours_ns", "baseline_ns"}` JSON file each.
+const EXTRA_DIR: &str = "criterion-extra";
+
+fn collect_extra(dir: &Path) -> Result<Vec<Comparison>, String> {
+    let mut found = Vec::new();
+    for path in find_files(dir, "").into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let value = read_json(&path)?;
+        let (Some(name), Some(ours_ns), Some(baseline_ns)) =
+            (value["name"].as_str(), value["ours_ns"].as_f64(), value["baseline_ns"].as_f64())
+        else {
+            return Err(format!("{} is not a comparison", path.display()));
+        };
+        found.push(Comparison { name: name.to_owned(), ours_ns, baseline_ns });
+    }
+    Ok(found)
+}
+
 /// Pairs every `<group>/ours` with its `<group>/baseline` from criterion's output files.
 fn collect(criterion_dir: &Path) -> Result<Vec<Comparison>, String> {
     let mut medians: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
@@ -134,7 +156,7 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
         let path = entry.path();
         if path.is_dir() {
             found.extend(find_files(&path, name));
-        } else if path.file_name().is_some_and(|n| n == name) {
+        } else if name.is_empty() || path.file_name().is_some_and(|n| n == name) {
             found.push(path);
         }
     }
@@ -173,6 +195,18 @@ fn format_ns(ns: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_extra_comparisons() {
+        let root = std::env::temp_dir().join(format!("xtask-extra-test-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let entry = json!({"name": "x/p99", "ours_ns": 3.0, "baseline_ns": 2.0});
+        std::fs::write(root.join("x.json"), entry.to_string()).unwrap();
+        let found = collect_extra(&root).unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(found, [Comparison { name: "x/p99".into(), ours_ns: 3.0, baseline_ns: 2.0 }]);
+        assert!(collect_extra(Path::new("/nonexistent")).unwrap().is_empty());
+    }
 
     #[test]
     fn parses_options() {

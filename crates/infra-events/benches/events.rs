@@ -99,5 +99,113 @@ fn deliver(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, deliver);
+/// Round-trip latency percentiles, which criterion does not report: written as comparisons for
+/// `cargo xtask bench` to merge (`<target>/criterion-extra/*.json`).
+#[cfg(feature = "redis")]
+mod roundtrip {
+    use std::time::{Duration, Instant};
+
+    use fred::prelude::{Builder, ClientLike, Config as FredConfig, EventInterface, PubsubInterface};
+    use futures::StreamExt;
+    use infra_config::RedisUrl;
+    use infra_events::{EventBus, SubscribeOptions, Topic, redis::RedisBus};
+    use infra_testkit::RedisServer;
+
+    const SAMPLES: usize = 5_000;
+
+    fn percentile(sorted: &[Duration], p: f64) -> f64 {
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index].as_nanos() as f64
+    }
+
+    fn write(name: &str, ours: f64, baseline: f64) {
+        // The bench runs from <target>/release/deps.
+        let Some(target) = std::env::current_exe().ok().and_then(|exe| exe.ancestors().nth(3).map(ToOwned::to_owned))
+        else {
+            return;
+        };
+        let dir = target.join("criterion-extra");
+        let _ = std::fs::create_dir_all(&dir);
+        let entry = serde_json::json!({"name": name, "ours_ns": ours, "baseline_ns": baseline});
+        let file = dir.join(format!("{}.json", name.replace('/', "_")));
+        std::fs::write(file, entry.to_string()).expect("write the comparison");
+        eprintln!("{name}: ours {:.1} µs, baseline {:.1} µs", ours / 1000.0, baseline / 1000.0);
+    }
+
+    /// The positional filter criterion was given, if any (flags with values skipped).
+    fn filter() -> Option<String> {
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            if matches!(
+                arg.as_str(),
+                "--warm-up-time" | "--measurement-time" | "--sample-size" | "--save-baseline" | "--baseline"
+            ) {
+                args.next();
+            } else if !arg.starts_with('-') {
+                return Some(arg);
+            }
+        }
+        None
+    }
+
+    pub(super) fn run() {
+        if filter()
+            .is_some_and(|f| !"events/redis_roundtrip_p50_vs_fred events/redis_roundtrip_p99_vs_fred".contains(&f))
+        {
+            return;
+        }
+        let quick = std::env::args().any(|a| a == "--warm-up-time") && std::env::args().any(|a| a == "0.5");
+        let samples = if quick { SAMPLES / 5 } else { SAMPLES };
+        let server = RedisServer::start().expect("redis-server is needed for the redis benchmarks");
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let timeout = Duration::from_secs(5);
+        let payload = serde_json::json!({"symbol": "BTC", "price": 50234.56});
+        let (ours, baseline) = runtime.block_on(async {
+            let url = RedisUrl::parse(&server.url()).unwrap();
+            let publisher = RedisBus::new(&url, "bench", "pub", timeout).unwrap();
+            let subscriber = RedisBus::new(&url, "bench", "sub", timeout).unwrap();
+            let mut stream = subscriber.stream(Topic::Channel("rt".into()), SubscribeOptions::default()).await.unwrap();
+            let mut ours = Vec::with_capacity(samples);
+            for i in 0..samples + 100 {
+                let started = Instant::now();
+                publisher.publish("rt", payload.clone()).await.unwrap();
+                stream.next().await.unwrap();
+                if i >= 100 {
+                    ours.push(started.elapsed());
+                }
+            }
+
+            let config = FredConfig::from_url(&server.url()).unwrap();
+            let raw_publisher = Builder::from_config(config.clone()).build().unwrap();
+            let raw_subscriber = Builder::from_config(config).build_subscriber_client().unwrap();
+            raw_publisher.init().await.unwrap();
+            raw_subscriber.init().await.unwrap();
+            let mut messages = raw_subscriber.message_rx();
+            raw_subscriber.subscribe("raw:rt").await.unwrap();
+            let text = payload.to_string();
+            let mut baseline = Vec::with_capacity(samples);
+            for i in 0..samples + 100 {
+                let started = Instant::now();
+                let _: i64 = raw_publisher.publish("raw:rt", text.as_str()).await.unwrap();
+                messages.recv().await.unwrap();
+                if i >= 100 {
+                    baseline.push(started.elapsed());
+                }
+            }
+            (ours, baseline)
+        });
+        let (mut ours, mut baseline) = (ours, baseline);
+        ours.sort();
+        baseline.sort();
+        write("events/redis_roundtrip_p50_vs_fred", percentile(&ours, 0.50), percentile(&baseline, 0.50));
+        write("events/redis_roundtrip_p99_vs_fred", percentile(&ours, 0.99), percentile(&baseline, 0.99));
+    }
+}
+
+fn roundtrip(_: &mut Criterion) {
+    #[cfg(feature = "redis")]
+    roundtrip::run();
+}
+
+criterion_group!(benches, deliver, roundtrip);
 criterion_main!(benches);
