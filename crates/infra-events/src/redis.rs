@@ -12,12 +12,7 @@
 //! [`SubscriptionStats::gaps`](crate::SubscriptionStats::gaps) is incremented and a WARN line
 //! written, so subscribers know to resynchronise.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use fred::{
     clients::SubscriberClient,
@@ -53,8 +48,11 @@ struct Inner {
     prefix: String,
     url: String,
     timeout: Duration,
-    /// Channel subscriptions per Redis channel, and how many pattern subscriptions exist.
-    refs: Mutex<Refs>,
+    /// Channel subscriptions per Redis channel, and how many pattern subscriptions exist. An
+    /// async lock held across the SUBSCRIBE/UNSUBSCRIBE it decides, so those commands reach
+    /// Redis in the order the counts changed (an unsubscribe from a drop can never overtake a
+    /// later subscribe).
+    refs: tokio::sync::Mutex<Refs>,
     started: tokio::sync::OnceCell<()>,
 }
 
@@ -109,7 +107,7 @@ impl RedisBus {
                 prefix: format!("{namespace}:"),
                 url: url.redacted(),
                 timeout,
-                refs: Mutex::default(),
+                refs: tokio::sync::Mutex::default(),
                 started: tokio::sync::OnceCell::new(),
             }),
         })
@@ -138,7 +136,10 @@ impl RedisBus {
                 }
                 // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection.
                 drop(inner.subscriber.manage_subscriptions());
-                tokio::spawn(listen(Arc::downgrade(inner)));
+                // Receivers are created here, before any SUBSCRIBE, so no message can arrive
+                // before the listener listens.
+                let receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
+                tokio::spawn(listen(Arc::downgrade(inner), receivers));
                 Ok(())
             })
             .await
@@ -151,56 +152,52 @@ impl RedisBus {
 
     async fn redis_subscribe(&self, topic: &Topic) -> Result<()> {
         let inner = &self.inner;
-        let command = {
-            let mut refs = inner.refs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match topic {
-                Topic::Channel(channel) => {
-                    let count = refs.channels.entry(channel.clone()).or_default();
-                    *count += 1;
-                    (*count == 1).then(|| (false, self.redis_channel(channel)))
-                }
-                Topic::Pattern(_) => {
-                    refs.patterns += 1;
-                    (refs.patterns == 1).then(|| (true, format!("{}*", glob_escape(&inner.prefix))))
-                }
+        let mut refs = inner.refs.lock().await;
+        let result = match topic {
+            Topic::Channel(channel) => {
+                let count = refs.channels.entry(channel.clone()).or_default();
+                *count += 1;
+                if *count == 1 { inner.subscriber.subscribe(self.redis_channel(channel)).await } else { Ok(()) }
+            }
+            Topic::Pattern(_) => {
+                refs.patterns += 1;
+                if refs.patterns == 1 { inner.subscriber.psubscribe(all_channels(&inner.prefix)).await } else { Ok(()) }
             }
         };
-        let result = match command {
-            Some((false, channel)) => inner.subscriber.subscribe(channel).await,
-            Some((true, pattern)) => inner.subscriber.psubscribe(pattern).await,
-            None => Ok(()),
-        };
-        result.map_err(|e| connection_error(&inner.url, e))
+        result.map_err(|e| connection_error(&inner.url, e))?;
+        // fred can report a subscription before Redis has processed it; a PING on the same
+        // connection is answered only after it, so events published from now on are received.
+        inner.subscriber.ping::<fred::types::Value>(None).await.map(drop).map_err(|e| connection_error(&inner.url, e))
     }
 
     /// Undoes [`Self::redis_subscribe`] in the background (it runs from `Drop`).
-    fn redis_unsubscribe(inner: &Arc<Inner>, topic: &Topic) {
-        let command = {
-            let mut refs = inner.refs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match topic {
+    fn redis_unsubscribe(inner: &Arc<Inner>, topic: Topic) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let inner = Arc::clone(inner);
+        runtime.spawn(async move {
+            let mut refs = inner.refs.lock().await;
+            let _ = match &topic {
                 Topic::Channel(channel) => match refs.channels.get_mut(channel) {
                     Some(count) if *count > 1 => {
                         *count -= 1;
-                        None
+                        Ok(())
                     }
                     Some(_) => {
                         refs.channels.remove(channel);
-                        Some((false, format!("{}{channel}", inner.prefix)))
+                        inner.subscriber.unsubscribe(format!("{}{channel}", inner.prefix)).await
                     }
-                    None => None,
+                    None => Ok(()),
                 },
                 Topic::Pattern(_) => {
                     refs.patterns = refs.patterns.saturating_sub(1);
-                    (refs.patterns == 0).then(|| (true, format!("{}*", glob_escape(&inner.prefix))))
+                    if refs.patterns == 0 {
+                        inner.subscriber.punsubscribe(all_channels(&inner.prefix)).await
+                    } else {
+                        Ok(())
+                    }
                 }
-            }
-        };
-        if let (Some((pattern, name)), Ok(runtime)) = (command, tokio::runtime::Handle::try_current()) {
-            let subscriber = inner.subscriber.clone();
-            runtime.spawn(async move {
-                let _ = if pattern { subscriber.punsubscribe(name).await } else { subscriber.unsubscribe(name).await };
-            });
-        }
+            };
+        });
     }
 
     /// Attaches a local subscription and makes sure Redis sends its messages.
@@ -213,11 +210,16 @@ impl RedisBus {
         attached.detach = Box::new(move || {
             local_detach();
             if let Some(inner) = inner.upgrade() {
-                Self::redis_unsubscribe(&inner, &topic);
+                Self::redis_unsubscribe(&inner, topic);
             }
         });
         Ok(attached)
     }
+}
+
+/// The Redis pattern matching every channel of the namespace.
+fn all_channels(prefix: &str) -> String {
+    format!("{}*", glob_escape(prefix))
 }
 
 /// Escapes glob characters so the namespace is matched literally.
@@ -233,11 +235,13 @@ fn glob_escape(text: &str) -> String {
 }
 
 /// Receives every message of the subscriber connection and routes it to local subscriptions.
-async fn listen(bus: std::sync::Weak<Inner>) {
-    let (mut messages, mut reconnects) = match bus.upgrade() {
-        Some(inner) => (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx()),
-        None => return,
-    };
+async fn listen(
+    bus: std::sync::Weak<Inner>,
+    (mut messages, mut reconnects): (
+        tokio::sync::broadcast::Receiver<fred::types::Message>,
+        tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    ),
+) {
     loop {
         tokio::select! {
             message = messages.recv() => {
