@@ -38,6 +38,11 @@ impl Fixture {
         Self { store: Arc::new(store), clock: Clock::Real }
     }
 
+    /// Any store whose TTLs run on a real clock (a Redis cluster, say).
+    pub fn from_store(store: Arc<DynStateStore>) -> Self {
+        Self { store, clock: Clock::Real }
+    }
+
     /// Lets `duration` pass for the store's TTLs.
     pub async fn advance(&self, duration: Duration) {
         match self.clock {
