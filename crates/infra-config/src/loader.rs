@@ -160,7 +160,7 @@ impl ConfigLoader {
 
         let merged = match figment.find_value("") {
             Ok(merged) => merged,
-            Err(error) => return Err(invalid(environment, figment_problems(error, None))),
+            Err(error) => return Err(invalid(environment, figment_problems(error))),
         };
         let schema = Value::serialize(&preset).map_err(|e| {
             invalid(environment, vec![Problem::new("", ProblemKind::Unreadable, format!("preset: {e}"))])
@@ -269,7 +269,7 @@ fn recover(
         Ok(config) => Ok((config, problems)),
         // Each leaf passed alone but not together: report serde's own words rather than guess.
         Err(error) => {
-            problems.extend(figment_problems(error, None));
+            problems.extend(figment_problems(error));
             Err(invalid(environment, problems))
         }
     }
@@ -320,12 +320,12 @@ fn unreadable(error: figment::Error, path: &Path) -> Vec<Problem> {
 }
 
 /// Converts figment's own errors, keeping their key and source.
-fn figment_problems(error: figment::Error, kind: Option<ProblemKind>) -> Vec<Problem> {
+fn figment_problems(error: figment::Error) -> Vec<Problem> {
     error
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            let mut problem = Problem::new(&key, kind.unwrap_or(ProblemKind::WrongType), e.kind.to_string());
+            let mut problem = Problem::new(&key, ProblemKind::WrongType, e.kind.to_string());
             if let Some(metadata) = &e.metadata {
                 problem.origin = origin_from_metadata(metadata, e.profile.clone().unwrap_or_default(), &key);
             }

@@ -25,6 +25,16 @@ pub enum Topic {
     Pattern(Pattern),
 }
 
+impl fmt::Display for Topic {
+    /// The channel name or the pattern, as written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Channel(name) => f.write_str(name),
+            Self::Pattern(pattern) => fmt::Display::fmt(pattern, f),
+        }
+    }
+}
+
 impl Topic {
     /// Whether an event on `channel` belongs to this topic.
     pub fn matches(&self, channel: &str) -> bool {
@@ -138,6 +148,28 @@ impl SubscriptionStats {
 /// Removes a subscription from its bus.
 pub(crate) type Detach = Box<dyn FnOnce() + Send + Sync>;
 
+/// A new subscriber's end of its queue, as a backend attaches it; every backend turns it into a
+/// [`Subscription`] or an [`EventStream`] the same way.
+pub(crate) struct Attached {
+    pub(crate) receiver: mpsc::Receiver<Envelope>,
+    pub(crate) stats: Arc<SubscriptionStats>,
+    pub(crate) detach: Detach,
+}
+
+#[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
+impl Attached {
+    /// Runs `handler` for every queued event of `topic`.
+    pub(crate) fn into_subscription(self, topic: &Topic, handler: Arc<dyn Handler>) -> Subscription {
+        let task = run_handler(self.receiver, handler, self.stats.clone(), topic.to_string());
+        Subscription { stats: self.stats, detach: Some(self.detach), task: Some(task) }
+    }
+
+    /// Hands the queue to the caller as a stream.
+    pub(crate) fn into_stream(self) -> EventStream {
+        EventStream { queue: self.receiver, stats: self.stats, detach: Some(self.detach) }
+    }
+}
+
 /// A running subscription. Unsubscribe with [`Subscription::unsubscribe`] (waits until the
 /// queued events are handled) or by dropping it (they are still handled, in the background).
 #[must_use = "dropping a subscription unsubscribes"]
@@ -154,14 +186,6 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
-    #[cfg_attr(
-        not(feature = "memory"),
-        allow(dead_code, reason = "backend plumbing; memory is the only backend so far")
-    )]
-    pub(crate) fn new(stats: Arc<SubscriptionStats>, detach: Detach, task: JoinHandle<()>) -> Self {
-        Self { stats, detach: Some(detach), task: Some(task) }
-    }
-
     /// Live counters.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats
@@ -190,8 +214,7 @@ impl Drop for Subscription {
 
 /// Runs `handler` for each queued event, with the publisher's correlation ID, isolating errors
 /// and panics, until the queue is closed and drained.
-#[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
-pub(crate) fn run_handler(
+fn run_handler(
     mut queue: mpsc::Receiver<Envelope>,
     handler: Arc<dyn Handler>,
     stats: Arc<SubscriptionStats>,
@@ -238,14 +261,6 @@ impl fmt::Debug for EventStream {
 }
 
 impl EventStream {
-    #[cfg_attr(
-        not(feature = "memory"),
-        allow(dead_code, reason = "backend plumbing; memory is the only backend so far")
-    )]
-    pub(crate) fn new(queue: mpsc::Receiver<Envelope>, stats: Arc<SubscriptionStats>, detach: Detach) -> Self {
-        Self { queue, stats, detach: Some(detach) }
-    }
-
     /// Live counters.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats

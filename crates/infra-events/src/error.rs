@@ -7,15 +7,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventsError {
-    /// A payload that does not serialize to JSON.
-    #[error("cannot encode the payload for channel `{channel}` as JSON")]
-    Encode {
-        /// The channel.
-        channel: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
     /// A subscription option out of range.
     #[error("invalid subscription option: {0}")]
     InvalidOption(&'static str),
@@ -47,9 +38,6 @@ pub enum EventsError {
     /// The Redis backend was configured without a URL.
     #[error("the redis backend needs `events.redis_url`")]
     MissingUrl,
-    /// The bus is shut down.
-    #[error("the event bus is closed")]
-    Closed,
 }
 
 /// The crate's result type.

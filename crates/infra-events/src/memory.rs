@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use crate::{
     Envelope, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, SubscriptionStats,
     Topic,
-    bus::{Detach, EventBus, Overflow, run_handler},
+    bus::{Attached, EventBus, Overflow},
 };
 
 /// An in-process [`EventBus`]: the embedded default for development and tests.
@@ -55,13 +55,6 @@ impl Route {
             (Self::All, _) | (Self::Channels, Topic::Channel(_)) | (Self::Patterns, Topic::Pattern(_))
         )
     }
-}
-
-/// A new subscriber's end of its queue.
-pub(crate) struct Attached {
-    pub(crate) receiver: mpsc::Receiver<Envelope>,
-    pub(crate) stats: Arc<SubscriptionStats>,
-    pub(crate) detach: Detach,
 }
 
 struct Subscriber {
@@ -148,46 +141,25 @@ impl MemoryBus {
         let mut receivers = 0;
         // Most deliveries complete under the read lock; only full queues of blocking
         // subscribers are awaited, after it is released.
-        let waiting: Vec<(Arc<Subscriber>, Envelope)> = {
+        let mut waiting = Vec::new();
+        {
             let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let wanted = |s: &Subscriber, channel: &str| route.admits(&s.topic) && s.topic.matches(channel);
-            let mut left = subscribers.iter().filter(|s| wanted(s, &event.channel)).count();
-            let mut event = Some(event);
-            let mut waiting = Vec::new();
-            for subscriber in subscribers.iter() {
-                let Some(current) = event.as_ref() else { break };
-                if !wanted(subscriber, &current.channel) {
-                    continue;
-                }
-                left -= 1;
-                // The last subscriber gets the event itself; the others get copies.
-                let outgoing = if left == 0 { event.take() } else { Some(current.clone()) };
-                let Some(outgoing) = outgoing else { break };
-                match subscriber.queue.try_send(outgoing) {
-                    Ok(()) => {
-                        subscriber.stats.add_received();
+            let mut matching =
+                subscribers.iter().filter(|s| route.admits(&s.topic) && s.topic.matches(&event.channel)).peekable();
+            while let Some(subscriber) = matching.next() {
+                // The last matching subscriber gets the event itself; the others get copies.
+                if matching.peek().is_some() {
+                    if offer(subscriber, event.clone(), &mut waiting) {
                         receivers += 1;
                     }
-                    Err(TrySendError::Full(event)) if subscriber.overflow == Overflow::Block => {
-                        waiting.push((Arc::clone(subscriber), event));
+                } else {
+                    if offer(subscriber, event, &mut waiting) {
+                        receivers += 1;
                     }
-                    Err(TrySendError::Full(event)) => {
-                        let dropped = subscriber.stats.add_dropped();
-                        // One line per power of two keeps a flood of drops from flooding the log.
-                        if dropped.is_power_of_two() {
-                            tracing::warn!(
-                                target: "infra_events",
-                                channel = event.channel,
-                                dropped,
-                                "subscriber queue full: events dropped for this subscription"
-                            );
-                        }
-                    }
-                    Err(TrySendError::Closed(_)) => {}
+                    break;
                 }
             }
-            waiting
-        };
+        }
         for (subscriber, event) in waiting {
             if subscriber.queue.send(event).await.is_ok() {
                 subscriber.stats.add_received();
@@ -195,6 +167,36 @@ impl MemoryBus {
             }
         }
         Published { id, receivers }
+    }
+}
+
+/// Queues `event` for `subscriber` without waiting; says whether it was queued. A full queue
+/// either hands the event back in `waiting` (blocking subscribers, awaited after the lock is
+/// released) or drops it and counts the drop.
+fn offer(subscriber: &Arc<Subscriber>, event: Envelope, waiting: &mut Vec<(Arc<Subscriber>, Envelope)>) -> bool {
+    match subscriber.queue.try_send(event) {
+        Ok(()) => {
+            subscriber.stats.add_received();
+            true
+        }
+        Err(TrySendError::Full(event)) if subscriber.overflow == Overflow::Block => {
+            waiting.push((Arc::clone(subscriber), event));
+            false
+        }
+        Err(TrySendError::Full(event)) => {
+            let dropped = subscriber.stats.add_dropped();
+            // One line per power of two keeps a flood of drops from flooding the log.
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    target: "infra_events",
+                    channel = event.channel,
+                    dropped,
+                    "subscriber queue full: events dropped for this subscription"
+                );
+            }
+            false
+        }
+        Err(TrySendError::Closed(_)) => false,
     }
 }
 
@@ -227,20 +229,12 @@ impl EventBus for MemoryBus {
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription>> {
         Box::pin(async move {
-            let name = match &topic {
-                Topic::Channel(name) => name.clone(),
-                Topic::Pattern(pattern) => pattern.to_string(),
-            };
-            let Attached { receiver, stats, detach } = self.attach(topic, options)?;
-            let task = run_handler(receiver, handler, stats.clone(), name);
-            Ok(Subscription::new(stats, detach, task))
+            let attached = self.attach(topic.clone(), options)?;
+            Ok(attached.into_subscription(&topic, handler))
         })
     }
 
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
-        Box::pin(async move {
-            let Attached { receiver, stats, detach } = self.attach(topic, options)?;
-            Ok(EventStream::new(receiver, stats, detach))
-        })
+        Box::pin(async move { Ok(self.attach(topic, options)?.into_stream()) })
     }
 }

@@ -25,8 +25,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
     Envelope, EventBus, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, Topic,
-    bus::run_handler,
-    memory::{Attached, MemoryBus, Route},
+    bus::Attached,
+    memory::{MemoryBus, Route},
 };
 
 /// Messages fred buffers between its socket reader and our listener: large enough that a burst
@@ -351,20 +351,12 @@ impl EventBus for RedisBus {
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription>> {
         Box::pin(async move {
-            let name = match &topic {
-                Topic::Channel(name) => name.clone(),
-                Topic::Pattern(pattern) => pattern.to_string(),
-            };
-            let Attached { receiver, stats, detach } = self.attach(topic, options).await?;
-            let task = run_handler(receiver, handler, stats.clone(), name);
-            Ok(Subscription::new(stats, detach, task))
+            let attached = self.attach(topic.clone(), options).await?;
+            Ok(attached.into_subscription(&topic, handler))
         })
     }
 
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
-        Box::pin(async move {
-            let Attached { receiver, stats, detach } = self.attach(topic, options).await?;
-            Ok(EventStream::new(receiver, stats, detach))
-        })
+        Box::pin(async move { Ok(self.attach(topic, options).await?.into_stream()) })
     }
 }

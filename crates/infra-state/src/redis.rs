@@ -94,8 +94,6 @@ struct Shared {
     client: Client,
     /// The connection task, once started; a new one is started if it ended without connecting.
     task: std::sync::Mutex<Option<fred::types::ConnectHandle>>,
-    /// The error listener was started.
-    started: AtomicBool,
     /// A first connection succeeded; from then on fred reconnects by itself.
     connected: AtomicBool,
     /// The last connection error fred reported, to explain a connect that timed out (a wrong
@@ -112,9 +110,8 @@ struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         // Stop the connection task (it would otherwise keep reconnecting).
-        if self.started.load(Ordering::Acquire)
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
+        let started = self.task.lock().map(|task| task.is_some()).unwrap_or(true);
+        if started && let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let client = self.client.clone();
             runtime.spawn(async move {
                 let _ = client.quit().await;
@@ -173,7 +170,6 @@ impl RedisStore {
             shared: Arc::new(Shared {
                 client,
                 task: std::sync::Mutex::new(None),
-                started: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 last_error: Arc::default(),
                 namespace: namespace.to_owned(),
@@ -245,19 +241,19 @@ impl RedisStore {
     /// Starts the connection task once, then waits (bounded) for it to be connected.
     async fn connect(&self, operation: &'static str, key: &str) -> Result<&Client> {
         let shared = &self.shared;
-        if !shared.started.swap(true, Ordering::AcqRel) {
-            let last_error = Arc::clone(&shared.last_error);
-            // Ends when the client quits (on drop), which closes the error channel.
-            drop(shared.client.on_error(move |(error, _server)| {
-                let last_error = Arc::clone(&last_error);
-                async move {
-                    *last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
-                    Ok(())
-                }
-            }));
-        }
         {
             let mut task = shared.task.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if task.is_none() {
+                let last_error = Arc::clone(&shared.last_error);
+                // Ends when the client quits (on drop), which closes the error channel.
+                drop(shared.client.on_error(move |(error, _server)| {
+                    let last_error = Arc::clone(&last_error);
+                    async move {
+                        *last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                        Ok(())
+                    }
+                }));
+            }
             if task.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
                 // Lives until `quit` (on drop), reconnecting with backoff once connected.
                 *task = Some(shared.client.connect());
