@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, ConfigError, ConfigLoader, Environment, Problems, RedisUrl,
+    Backend, ConfigError, ConfigLoader, Environment, EventsMode, Problems, RedisUrl,
     sections::{
         BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig, RetryConfig,
         StateConfig, TimeoutConfig,
@@ -59,6 +59,7 @@ impl Config {
     /// |---|---|---|---|
     /// | state / events backend | `memory` | `redis` at `redis://127.0.0.1:6379` | `redis`, URL required |
     /// | namespace | `dev` | `staging` | `prod` |
+    /// | events mode | `ephemeral` (durable: 1,000,000 entries per stream, claim after 30 s, 5 deliveries) | same | same |
     /// | logging | `debug`, console | `info`, JSON | `info`, JSON |
     /// | emergency | no auto-halt, fail-open | auto-halt, fail-open | auto-halt, fail-closed |
     ///
@@ -89,6 +90,10 @@ impl Config {
                 namespace: namespace.to_owned(),
                 operation_timeout: Duration::from_secs(2),
                 connect_timeout: Duration::from_secs(5),
+                mode: EventsMode::Ephemeral,
+                stream_max_len: 1_000_000,
+                claim_after: Duration::from_secs(30),
+                max_deliveries: 5,
             },
             logging: LoggingConfig {
                 level: if development { "debug" } else { "info" }.to_owned(),

@@ -93,6 +93,9 @@ pub enum ProblemKind {
     OutOfRange,
     /// A source could not be read at all (a TOML syntax error).
     Unreadable,
+    /// A value that is valid alone but not with another one (durable events on the memory
+    /// backend).
+    Conflict,
 }
 
 /// Where a value came from, so that a problem can be fixed where it was made.

@@ -69,6 +69,6 @@ pub use error::{ConfigError, Origin, Problem, ProblemKind, Problems};
 pub use loader::{ConfigLoader, DEFAULT_CONFIG_FILE, ENV_VAR_CONFIG_FILE, ENV_VAR_ENVIRONMENT};
 pub use secret::{InvalidRedisUrl, REDACTED, REDIS_SCHEMES, RedisUrl, redact_urls_in};
 pub use sections::{
-    Backend, BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig,
-    RetryConfig, StateConfig, TimeoutConfig,
+    Backend, BreakerConfig, EmergencyConfig, EventsConfig, EventsMode, Jitter, LogFormat, LoggingConfig,
+    ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
 };

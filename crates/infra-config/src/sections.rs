@@ -65,6 +65,28 @@ pub struct EventsConfig {
     /// Upper bound on establishing a connection (`connect_timeout_ms`).
     #[serde(rename = "connect_timeout_ms", with = "duration_ms")]
     pub connect_timeout: Duration,
+    /// `ephemeral` (pub/sub, at-most-once) or `durable` (Redis Streams, at-least-once; needs
+    /// `backend = "redis"`).
+    pub mode: EventsMode,
+    /// Durable mode: entries kept per stream, approximately (`XADD MAXLEN ~`). At least 1.
+    pub stream_max_len: u64,
+    /// Durable mode: an event unacknowledged this long is delivered again, to any consumer of
+    /// its group (`claim_after_ms`).
+    #[serde(rename = "claim_after_ms", with = "duration_ms")]
+    pub claim_after: Duration,
+    /// Durable mode: deliveries of one event before it moves to the dead-letter stream. At
+    /// least 1.
+    pub max_deliveries: u32,
+}
+
+/// How events travel (`events.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsMode {
+    /// Redis pub/sub (or the memory bus): fast, at-most-once, gaps are reported.
+    Ephemeral,
+    /// Redis Streams with consumer groups: stored, acknowledged after handling, redelivered.
+    Durable,
 }
 
 /// How log lines are written.

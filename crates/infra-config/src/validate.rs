@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::{
-    Backend, Config, Problem, ProblemKind,
+    Backend, Config, EventsConfig, EventsMode, Problem, ProblemKind,
     sections::{BreakerConfig, EmergencyConfig, LoggingConfig, RetryConfig, TimeoutConfig},
 };
 
@@ -27,6 +27,7 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     );
     positive_ms(&mut out, "events.operation_timeout_ms", config.events.operation_timeout);
     positive_ms(&mut out, "events.connect_timeout_ms", config.events.connect_timeout);
+    events_mode(&mut out, &config.events);
     logging(&mut out, &config.logging);
     emergency(&mut out, &config.emergency);
     retry(&mut out, &config.resilience.retry);
@@ -62,6 +63,24 @@ fn identifier(out: &mut Vec<Problem>, key: &str, value: &str) {
         return;
     };
     out.push(Problem::new(key, ProblemKind::Malformed, message));
+}
+
+fn events_mode(out: &mut Vec<Problem>, events: &EventsConfig) {
+    if events.mode == EventsMode::Durable && events.backend != Backend::Redis {
+        out.push(
+            Problem::new(
+                "events.mode",
+                ProblemKind::Conflict,
+                "`durable` needs `events.backend = \"redis\"` (streams live in redis)",
+            )
+            .caused_by("events.backend"),
+        );
+    }
+    if events.stream_max_len == 0 {
+        out.push(Problem::new("events.stream_max_len", ProblemKind::OutOfRange, "must be at least 1, got 0"));
+    }
+    positive_ms(out, "events.claim_after_ms", events.claim_after);
+    at_least_one(out, "events.max_deliveries", events.max_deliveries);
 }
 
 fn positive_ms(out: &mut Vec<Problem>, key: &str, value: Duration) {
@@ -219,6 +238,29 @@ mod tests {
         let production = problems(&Config::for_env(Environment::Production));
         let keys: Vec<_> = production.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(keys, ["state.redis_url", "events.redis_url"]);
+    }
+
+    #[test]
+    fn durable_events_need_redis_and_sane_limits() {
+        let mut config = Config::for_env(Environment::Development);
+        config.events.mode = EventsMode::Durable;
+        config.events.stream_max_len = 0;
+        config.events.claim_after = Duration::ZERO;
+        config.events.max_deliveries = 0;
+        let found: Vec<_> = problems(&config).into_iter().map(|p| (p.key, p.kind, p.message)).collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "events.mode".to_owned(),
+                    ProblemKind::Conflict,
+                    "`durable` needs `events.backend = \"redis\"` (streams live in redis)".to_owned()
+                ),
+                ("events.stream_max_len".to_owned(), ProblemKind::OutOfRange, "must be at least 1, got 0".to_owned()),
+                ("events.claim_after_ms".to_owned(), ProblemKind::OutOfRange, "must be greater than 0 ms".to_owned()),
+                ("events.max_deliveries".to_owned(), ProblemKind::OutOfRange, "must be at least 1, got 0".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
-//! `events/memory_deliver_vs_broadcast`: publish → handler, ns per event, through the memory
-//! bus vs a bare tokio broadcast channel feeding one receiving task.
+//! - `events/memory_deliver_vs_broadcast`: publish → handler, ns per event, through the memory
+//!   bus vs a bare tokio broadcast channel feeding one receiving task;
+//! - `events/redis_roundtrip_{p50,p99}_vs_fred`: publish → receive latency percentiles through
+//!   Redis pub/sub, ours vs raw fred (computed here, merged by `cargo xtask bench`);
+//! - `events/durable_publish_vs_xadd`: one durable publish (a stream append) through
+//!   `Arc<dyn EventBus>` vs a raw fred `XADD` of the same envelope text, one at a time.
 
 #![allow(missing_docs, reason = "criterion generates the bench entry points")]
 
@@ -207,5 +211,71 @@ fn roundtrip(_: &mut Criterion) {
     roundtrip::run();
 }
 
-criterion_group!(benches, deliver, roundtrip);
+#[cfg(feature = "redis")]
+fn durable_publish(c: &mut Criterion) {
+    use fred::{
+        prelude::{Builder, ClientLike, Config as FredConfig, StreamsInterface},
+        types::{
+            Value,
+            streams::{XCapKind, XCapTrim},
+        },
+    };
+    use infra_config::RedisUrl;
+    use infra_events::redis::{DurableBus, DurableOptions};
+
+    const MAX_LEN: u64 = 100_000;
+    let server = infra_testkit::RedisServer::start().expect("redis-server is needed for the redis benchmarks");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let timeout = std::time::Duration::from_secs(5);
+    let payload = serde_json::json!({"symbol": "BTC", "price": 50234.56});
+    let url = RedisUrl::parse(&server.url()).unwrap();
+    let bus: Arc<dyn EventBus> = Arc::new(
+        DurableBus::new(&url, "bench", "pub", timeout, DurableOptions::default().stream_max_len(MAX_LEN)).unwrap(),
+    );
+    let raw = Builder::from_config(FredConfig::from_url(&server.url()).unwrap()).build().unwrap();
+    let wire = Envelope::new("ticks", "pub", payload.clone()).to_wire();
+    runtime.block_on(async {
+        raw.init().await.unwrap();
+        // Both clients connected and warm before measuring.
+        for _ in 0..200 {
+            bus.publish("ticks", payload.clone()).await.unwrap();
+            let _: Value = raw
+                .xadd(
+                    "raw:ticks",
+                    false,
+                    (XCapKind::MaxLen, XCapTrim::AlmostExact, 100_000),
+                    "*",
+                    vec![("event", wire.as_str())],
+                )
+                .await
+                .unwrap();
+        }
+    });
+
+    let mut group = c.benchmark_group("events/durable_publish_vs_xadd");
+    group.bench_function("ours", |b| {
+        b.to_async(&runtime).iter(|| async { black_box(bus.publish("ticks", payload.clone()).await.unwrap()) })
+    });
+    group.bench_function("baseline", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let id: Value = raw
+                .xadd(
+                    "raw:ticks",
+                    false,
+                    (XCapKind::MaxLen, XCapTrim::AlmostExact, 100_000),
+                    "*",
+                    vec![("event", wire.as_str())],
+                )
+                .await
+                .unwrap();
+            black_box(id)
+        })
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "redis"))]
+fn durable_publish(_: &mut Criterion) {}
+
+criterion_group!(benches, deliver, roundtrip, durable_publish);
 criterion_main!(benches);

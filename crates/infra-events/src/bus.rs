@@ -14,7 +14,7 @@ use std::{
 use futures::{FutureExt, Stream, future::BoxFuture};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{BoxError, Envelope, EventId, Pattern, Result};
+use crate::{BoxError, Envelope, EventId, EventsError, Pattern, Result};
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +57,20 @@ pub enum Overflow {
 }
 
 /// Options of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeOptions {
     /// Events queued for this subscriber before [`Overflow`] applies. At least 1.
     pub capacity: usize,
     /// What a full queue does.
     pub overflow: Overflow,
+    /// Durable mode only: the consumer group to join. Subscriptions of one group share its
+    /// events (each event goes to one of them) and the group resumes where it left off after a
+    /// restart. `None`: a private group for this subscription alone, removed when it ends, so it
+    /// receives every event like a pub/sub subscriber. Other buses reject it.
+    pub group: Option<String>,
+    /// Durable mode only: where a new group starts reading (ignored when the group exists).
+    /// Other buses accept only [`Start::Latest`].
+    pub start: Start,
 }
 
 /// Queue size by default: a burst of 50,000 events fits while the subscriber catches up.
@@ -70,7 +78,85 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 
 impl Default for SubscribeOptions {
     fn default() -> Self {
-        Self { capacity: DEFAULT_CAPACITY, overflow: Overflow::DropNewest }
+        Self { capacity: DEFAULT_CAPACITY, overflow: Overflow::DropNewest, group: None, start: Start::Latest }
+    }
+}
+
+impl SubscribeOptions {
+    /// Joins the durable consumer group `group` (see [`SubscribeOptions::group`]).
+    #[must_use]
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Starts a new durable group at `start` (see [`SubscribeOptions::start`]).
+    #[must_use]
+    pub fn start(mut self, start: Start) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Checks the options shared by every backend, and rejects the durable-only ones on a bus
+    /// named `backend` that has no durable mode.
+    #[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "no backend compiled in"))]
+    pub(crate) fn check(&self, backend: &'static str, durable: bool) -> Result<()> {
+        if self.capacity == 0 {
+            return Err(EventsError::InvalidOption("capacity must be at least 1"));
+        }
+        if !durable {
+            if self.group.is_some() {
+                return Err(EventsError::Unsupported { option: "group", backend });
+            }
+            if self.start != Start::Latest {
+                return Err(EventsError::Unsupported { option: "start", backend });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a durable subscription starts reading.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Start {
+    /// Events published from now on.
+    #[default]
+    Latest,
+    /// Every event still in the stream.
+    Beginning,
+    /// Events after `position` (a replay from a known point, e.g. the last one handled).
+    After(Position),
+}
+
+/// A position in a durable stream: the Redis stream entry ID (`1764320000000-0`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position(String);
+
+impl Position {
+    /// Parses `<milliseconds>-<sequence>` or `<milliseconds>`, as Redis writes stream IDs.
+    pub fn parse(text: &str) -> Result<Self> {
+        let digits = |part: &str| !part.is_empty() && part.len() <= 20 && part.bytes().all(|b| b.is_ascii_digit());
+        let valid = match text.split_once('-') {
+            Some((ms, seq)) => digits(ms) && digits(seq),
+            None => digits(text),
+        };
+        if valid { Ok(Self(text.to_owned())) } else { Err(EventsError::InvalidPosition(text.to_owned())) }
+    }
+
+    /// The stream ID text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the durable bus reads positions"))]
+    pub(crate) fn from_redis(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -111,6 +197,8 @@ pub struct SubscriptionStats {
     panics: AtomicU64,
     dropped: AtomicU64,
     gaps: AtomicU64,
+    redelivered: AtomicU64,
+    dead_lettered: AtomicU64,
 }
 
 macro_rules! counter {
@@ -120,7 +208,7 @@ macro_rules! counter {
             self.$name.load(Ordering::Relaxed)
         }
 
-        #[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
+        #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "some counters only move on redis"))]
         pub(crate) fn $add(&self) -> u64 {
             self.$name.fetch_add(1, Ordering::Relaxed) + 1
         }
@@ -142,6 +230,11 @@ impl SubscriptionStats {
         /// Times events may have been missed upstream (Redis: a reconnection, or fred's buffer
         /// overflowing); resynchronise state after one.
         gaps, add_gap;
+        /// Durable mode: events delivered again because an earlier delivery was not
+        /// acknowledged in time (a failed handler, a crashed consumer). Included in `received`.
+        redelivered, add_redelivered;
+        /// Durable mode: events moved to the dead-letter stream after too many deliveries.
+        dead_lettered, add_dead_lettered;
     }
 }
 
@@ -186,6 +279,12 @@ impl fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    /// A subscription whose events `task` handles until `detach` tells it to stop.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the durable bus runs its own task"))]
+    pub(crate) fn from_task(stats: Arc<SubscriptionStats>, detach: Detach, task: JoinHandle<()>) -> Self {
+        Self { stats, detach: Some(detach), task: Some(task) }
+    }
+
     /// Live counters.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats
@@ -212,8 +311,7 @@ impl Drop for Subscription {
     }
 }
 
-/// Runs `handler` for each queued event, with the publisher's correlation ID, isolating errors
-/// and panics, until the queue is closed and drained.
+/// Runs `handler` for each queued event until the queue is closed and drained.
 fn run_handler(
     mut queue: mpsc::Receiver<Envelope>,
     handler: Arc<dyn Handler>,
@@ -222,28 +320,42 @@ fn run_handler(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = queue.recv().await {
-            let id = event.id;
-            let correlation = event.correlation_id.clone();
-            let call = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
-            let outcome = match correlation {
-                Some(correlation) => infra_log::with_correlation_id(correlation, call).await,
-                None => call.await,
-            };
-            match outcome {
-                Ok(Ok(())) => {
-                    stats.add_handled();
-                }
-                Ok(Err(error)) => {
-                    let errors = stats.add_error();
-                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
-                }
-                Err(_) => {
-                    let panics = stats.add_panic();
-                    tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
-                }
-            }
+            handle_event(handler.as_ref(), event, &stats, &topic).await;
         }
     })
+}
+
+/// Runs `handler` on `event` with the publisher's correlation ID, isolating an error or a
+/// panic (logged and counted); says whether it succeeded.
+pub(crate) async fn handle_event(
+    handler: &dyn Handler,
+    event: Envelope,
+    stats: &SubscriptionStats,
+    topic: &str,
+) -> bool {
+    let id = event.id;
+    let correlation = event.correlation_id.clone();
+    let call = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
+    let outcome = match correlation {
+        Some(correlation) => infra_log::with_correlation_id(correlation, call).await,
+        None => call.await,
+    };
+    match outcome {
+        Ok(Ok(())) => {
+            stats.add_handled();
+            true
+        }
+        Ok(Err(error)) => {
+            let errors = stats.add_error();
+            tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
+            false
+        }
+        Err(_) => {
+            let panics = stats.add_panic();
+            tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
+            false
+        }
+    }
 }
 
 /// A subscription as a stream of events, for callers who prefer pulling. Dropping it
@@ -261,6 +373,12 @@ impl fmt::Debug for EventStream {
 }
 
 impl EventStream {
+    /// A stream of the events `queue` receives; `detach` runs when it is dropped.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the durable bus feeds its own queue"))]
+    pub(crate) fn from_queue(queue: mpsc::Receiver<Envelope>, stats: Arc<SubscriptionStats>, detach: Detach) -> Self {
+        Self { queue, stats, detach: Some(detach) }
+    }
+
     /// Live counters.
     pub fn stats(&self) -> &SubscriptionStats {
         &self.stats

@@ -22,6 +22,8 @@ use std::{
 use infra_log::{CorrelationId, current_correlation_id};
 use serde::{Deserialize, Serialize};
 
+use crate::Position;
+
 /// The format version this crate writes.
 pub const WIRE_VERSION: u32 = 1;
 
@@ -102,6 +104,9 @@ pub struct Envelope {
     pub payload: Payload,
     /// Whether it came from a publisher that does not speak this format.
     pub foreign: bool,
+    /// Durable mode: where it is in its stream (replay from here with
+    /// [`Start::After`](crate::Start::After)). `None` on ephemeral buses.
+    pub position: Option<Position>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -132,6 +137,7 @@ impl Envelope {
             correlation_id: current_correlation_id(),
             payload: Payload::Json(payload),
             foreign: false,
+            position: None,
         }
     }
 
@@ -165,6 +171,7 @@ impl Envelope {
             correlation_id: None,
             payload,
             foreign: true,
+            position: None,
         };
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
             return foreign(Payload::Raw(bytes.to_vec()));
@@ -180,6 +187,7 @@ impl Envelope {
                 correlation_id: wire.correlation_id.and_then(|id| CorrelationId::parse(id).ok()),
                 payload: Payload::Json(wire.payload),
                 foreign: false,
+                position: None,
             },
             _ => foreign(Payload::Json(value)),
         }

@@ -2,14 +2,18 @@
 
 use std::sync::Arc;
 
-use infra_config::{Backend, EventsConfig};
+use infra_config::{Backend, EventsConfig, EventsMode};
 
 use crate::{EventBus, EventsError, Result};
 
 /// The bus `config` asks for, naming `source` (a bot ID, a service) as the publisher of its
-/// events. Nothing connects yet. A backend whose feature is not compiled in is
-/// [`EventsError::BackendNotCompiled`].
+/// events: [`MemoryBus`](crate::memory::MemoryBus), or on Redis a `RedisBus` (`mode =
+/// "ephemeral"`) or a `DurableBus` (`mode = "durable"`). Nothing connects yet. A backend whose
+/// feature is not compiled in is [`EventsError::BackendNotCompiled`].
 pub fn from_config(config: &EventsConfig, source: &str) -> Result<Arc<dyn EventBus>> {
+    if config.mode == EventsMode::Durable && config.backend != Backend::Redis {
+        return Err(EventsError::DurableNeedsRedis);
+    }
     match config.backend {
         #[cfg(feature = "memory")]
         Backend::Memory => Ok(Arc::new(crate::memory::MemoryBus::new(source))),
@@ -21,7 +25,18 @@ pub fn from_config(config: &EventsConfig, source: &str) -> Result<Arc<dyn EventB
         #[cfg(feature = "redis")]
         Backend::Redis => {
             let url = config.redis_url.as_ref().ok_or(EventsError::MissingUrl)?;
-            Ok(Arc::new(crate::redis::RedisBus::new(url, &config.namespace, source, config.operation_timeout)?))
+            Ok(match config.mode {
+                EventsMode::Ephemeral => {
+                    Arc::new(crate::redis::RedisBus::new(url, &config.namespace, source, config.operation_timeout)?)
+                }
+                EventsMode::Durable => Arc::new(crate::redis::DurableBus::new(
+                    url,
+                    &config.namespace,
+                    source,
+                    config.operation_timeout,
+                    crate::redis::DurableOptions::from_config(config),
+                )?),
+            })
         }
         #[cfg(not(feature = "redis"))]
         Backend::Redis => Err(EventsError::BackendNotCompiled { backend: "redis", feature: "redis" }),
@@ -60,5 +75,21 @@ mod tests {
             from_config(&Config::for_env(Environment::Production).events, "bot").unwrap_err().to_string(),
             "the redis backend needs `events.redis_url`"
         );
+    }
+
+    #[test]
+    fn durable_mode_needs_redis() {
+        let mut memory = Config::for_env(Environment::Development).events;
+        memory.mode = EventsMode::Durable;
+        assert_eq!(
+            from_config(&memory, "bot").unwrap_err().to_string(),
+            "durable mode needs `events.backend = \"redis\"`: the memory bus keeps nothing across restarts"
+        );
+        #[cfg(feature = "redis")]
+        {
+            let mut staging = Config::for_env(Environment::Staging).events;
+            staging.mode = EventsMode::Durable;
+            assert!(format!("{:?}", from_config(&staging, "bot").unwrap()).starts_with("DurableBus"));
+        }
     }
 }

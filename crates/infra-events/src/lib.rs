@@ -1,6 +1,5 @@
 //! Publish/subscribe for trading bots: one event bus with in-memory and Redis backends.
 //!
-//! **Status: in progress.** This release has:
 //! - the object-safe [`EventBus`] trait: publish, batch publish, subscribe to a channel or a
 //!   pattern with a handler (each subscription in its own task, errors and panics isolated and
 //!   counted), or as a [`Stream`](futures::Stream);
@@ -9,19 +8,21 @@
 //! - `redis::RedisBus` (feature `redis`), ephemeral mode: PUBLISH / SUBSCRIBE with patterns
 //!   matched locally, a subscriber buffer sized so bursts are not lost, resubscription after a
 //!   reconnect and a counted gap notice;
+//! - `redis::DurableBus` (feature `redis`), durable mode on Redis Streams: consumer groups,
+//!   acknowledgement after the handler succeeds, redelivery of what was not acknowledged in
+//!   time, a dead-letter stream after too many deliveries, replay from a [`Position`];
 //! - [`Pattern`]: Redis glob semantics, proven identical to Redis's own matcher;
 //! - [`Envelope`]: ID, channel, timestamp, source and correlation ID, with a documented JSON
 //!   wire format; foreign messages decode as foreign events, never as errors.
 //!
-//! [`from_config`] builds the configured bus. Still to come: the durable mode on Redis
-//! Streams and the Redis benchmarks; see the issue tracker.
+//! [`from_config`] builds the configured bus (`events.backend`, `events.mode`).
 //!
 //! # Feature flags
 //!
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBus`] |
-//! | `redis` | | [`redis::RedisBus`]: ephemeral pub/sub through `fred` (durable mode not yet) |
+//! | `redis` | | `redis::RedisBus` (pub/sub) and `redis::DurableBus` (streams) through `fred` |
 //!
 //! # Example
 //!
@@ -59,8 +60,8 @@ pub mod memory;
 pub mod redis;
 
 pub use bus::{
-    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Published, SubscribeOptions, Subscription,
-    SubscriptionStats, Topic,
+    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Position, Published, Start, SubscribeOptions,
+    Subscription, SubscriptionStats, Topic,
 };
 pub use envelope::{Envelope, EventId, Payload, WIRE_VERSION};
 pub use error::{BoxError, EventsError, Result};

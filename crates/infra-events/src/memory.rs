@@ -12,8 +12,7 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
-    Envelope, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, SubscriptionStats,
-    Topic,
+    Envelope, EventStream, Handler, Published, Result, SubscribeOptions, Subscription, SubscriptionStats, Topic,
     bus::{Attached, EventBus, Overflow},
 };
 
@@ -113,9 +112,7 @@ impl MemoryBus {
     }
 
     pub(crate) fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
-        if options.capacity == 0 {
-            return Err(EventsError::InvalidOption("capacity must be at least 1"));
-        }
+        options.check("memory", false)?;
         let (sender, receiver) = mpsc::channel(options.capacity);
         let stats = Arc::new(SubscriptionStats::default());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);

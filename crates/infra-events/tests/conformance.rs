@@ -1,5 +1,5 @@
-//! One conformance suite, run on every bus backend: memory, and Redis pub/sub on a throwaway
-//! server (two buses, like two processes).
+//! One conformance suite, run on every bus backend and mode: memory, Redis pub/sub and Redis
+//! streams (durable) on throwaway servers (two buses each, like two processes).
 
 mod support;
 
@@ -26,6 +26,16 @@ macro_rules! conformance {
                 }
             )*
         }
+
+        mod durable {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    suite::$name(&Fixture::durable()).await;
+                }
+            )*
+        }
     };
 }
 
@@ -36,4 +46,5 @@ conformance!(
     handler_errors_and_panics_are_isolated,
     handlers_run_with_the_publishers_correlation_id,
     batch_publish,
+    payloads_of_plain_redis_clients_are_delivered,
 );

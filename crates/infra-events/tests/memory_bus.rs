@@ -205,7 +205,7 @@ async fn a_burst_of_50_000_to_a_subscriber_that_keeps_up_loses_nothing() {
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
     let bus = MemoryBus::new("bot");
-    let options = SubscribeOptions { capacity: 4, overflow: Overflow::DropNewest };
+    let options = SubscribeOptions { capacity: 4, overflow: Overflow::DropNewest, ..SubscribeOptions::default() };
     let mut stream = bus.stream(channel("c"), options).await.unwrap();
     let mut receivers = Vec::new();
     for n in 0..10 {
@@ -217,7 +217,7 @@ async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
         assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), n);
     }
 
-    let options = SubscribeOptions { capacity: 2, overflow: Overflow::Block };
+    let options = SubscribeOptions { capacity: 2, overflow: Overflow::Block, ..SubscribeOptions::default() };
     let mut blocking = bus.stream(channel("b"), options).await.unwrap();
     bus.publish("b", json!(1)).await.unwrap();
     bus.publish("b", json!(2)).await.unwrap();
@@ -228,8 +228,13 @@ async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
     assert_eq!(third.await.unwrap().receivers, 1);
     assert_eq!(blocking.stats().dropped(), 0);
 
-    let error =
-        bus.stream(channel("x"), SubscribeOptions { capacity: 0, overflow: Overflow::Block }).await.unwrap_err();
+    let error = bus
+        .stream(
+            channel("x"),
+            SubscribeOptions { capacity: 0, overflow: Overflow::Block, ..SubscribeOptions::default() },
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(error, EventsError::InvalidOption(_)), "{error}");
     assert_eq!(error.to_string(), "invalid subscription option: capacity must be at least 1");
 }

@@ -11,11 +11,11 @@ use std::{
 };
 
 use futures::{FutureExt, StreamExt};
-use infra_events::{BoxError, Envelope, EventStream, Pattern, SubscribeOptions, Topic};
+use infra_events::{BoxError, Envelope, EventStream, EventsError, Pattern, Payload, SubscribeOptions, Topic};
 use infra_log::{CorrelationId, current_correlation_id, with_correlation_id};
 use serde_json::json;
 
-use super::Fixture;
+use super::{Fixture, Mode};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -65,6 +65,17 @@ pub async fn pattern_table(f: &Fixture) {
         ("h\\*llo", "h*llo", true),
         ("a*b*c", "aXbYc", true),
     ];
+    if f.mode == Mode::Durable {
+        // Streams are read by name: every pattern is refused, with a reason.
+        for (pattern, _, _) in cases {
+            let error = f.subscriber.stream(Topic::Pattern(Pattern::new(pattern)), SubscribeOptions::default()).await;
+            match error {
+                Err(EventsError::PatternNotDurable { pattern: refused }) => assert_eq!(refused, pattern),
+                other => panic!("{pattern}: expected PatternNotDurable, got {other:?}"),
+            }
+        }
+        return;
+    }
     for (case, (pattern, name, expected)) in cases.into_iter().enumerate() {
         // Each case has its own markers: copies from an earlier case may still be in flight.
         let (marker, sentinel) = (json!(case), json!(format!("sentinel-{case}")));
@@ -160,20 +171,38 @@ pub async fn handlers_run_with_the_publishers_correlation_id(f: &Fixture) {
 }
 
 pub async fn batch_publish(f: &Fixture) {
-    let mut orders =
-        f.subscriber.stream(Topic::Pattern(Pattern::new("orders:*")), SubscribeOptions::default()).await.unwrap();
+    let mut orders = f.subscriber.stream(channel("orders"), SubscribeOptions::default()).await.unwrap();
     let results = f
         .publisher
         .publish_batch(vec![
-            ("orders:1".to_owned(), json!(1)),
-            ("fills:1".to_owned(), json!(2)),
-            ("orders:2".to_owned(), json!(3)),
+            ("orders".to_owned(), json!(1)),
+            ("fills".to_owned(), json!(2)),
+            ("orders".to_owned(), json!(3)),
         ])
         .await
         .unwrap();
-    // Receivers are backend-specific (Redis counts connections); matching events reach someone.
+    // Receivers are backend-specific (Redis counts connections, streams count the stored copy);
+    // matching events reach someone.
     let receivers: Vec<usize> = results.iter().map(|r| r.as_ref().unwrap().receivers).collect();
     assert!(receivers[0] > 0 && receivers[2] > 0, "{receivers:?}");
     assert_eq!(number(&mut orders).await, 1);
     assert_eq!(number(&mut orders).await, 3);
+}
+
+pub async fn payloads_of_plain_redis_clients_are_delivered(f: &Fixture) {
+    let mut quotes = f.subscriber.stream(channel("quotes"), SubscribeOptions::default()).await.unwrap();
+    if f.publish_foreign("quotes", r#"{"bid":1.5}"#).is_none() {
+        return; // the memory bus has no wire a foreign client could write to
+    }
+    f.publish_foreign("quotes", "not json at all").unwrap();
+    f.publisher.publish("quotes", json!("ours")).await.unwrap();
+    let json = next(&mut quotes).await;
+    assert!(json.foreign);
+    assert_eq!(json.payload, Payload::Json(json!({"bid": 1.5})));
+    let raw = next(&mut quotes).await;
+    assert!(raw.foreign);
+    assert_eq!(raw.payload, Payload::Raw(b"not json at all".to_vec()));
+    let ours = next(&mut quotes).await;
+    assert!(!ours.foreign);
+    assert_eq!(ours.decode::<String>().unwrap(), "ours");
 }

@@ -1,22 +1,10 @@
-//! The Redis backend, ephemeral mode: `PUBLISH` / `SUBSCRIBE` / `PSUBSCRIBE` through `fred`.
-//!
-//! Channel `c` of a bus with namespace `ns` is the Redis channel `ns:c`; messages are envelopes
-//! in the crate's wire format. Pattern subscriptions are matched here, with the same
-//! [`Pattern`](crate::Pattern) as the memory bus: while any exists, the subscriber connection
-//! holds one `PSUBSCRIBE ns:*` (fred does not say which pattern a `pmessage` matched, so
-//! overlapping Redis patterns could not be told apart). A message then arrives once as
-//! `message` for channel subscriptions and once as `pmessage` for pattern subscriptions.
-//!
-//! Redis pub/sub is at-most-once: a message published while the subscriber connection is down
-//! is lost. After a reconnection fred resubscribes, and every subscription's
-//! [`SubscriptionStats::gaps`](crate::SubscriptionStats::gaps) is incremented and a WARN line
-//! written, so subscribers know to resynchronise.
+//! Ephemeral mode: `PUBLISH` / `SUBSCRIBE` / `PSUBSCRIBE` through `fred`.
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use fred::{
     clients::SubscriberClient,
-    prelude::{Builder, Client, ClientLike, Config as FredConfig, EventInterface, PubsubInterface, ReconnectPolicy},
+    prelude::{Client, ClientLike, EventInterface, PubsubInterface},
     types::MessageKind,
 };
 use futures::future::BoxFuture;
@@ -27,6 +15,7 @@ use crate::{
     Envelope, EventBus, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, Topic,
     bus::Attached,
     memory::{MemoryBus, Route},
+    redis::{all_channels, builder, connection_error},
 };
 
 /// Messages fred buffers between its socket reader and our listener: large enough that a burst
@@ -71,33 +60,14 @@ impl fmt::Debug for RedisBus {
     }
 }
 
-fn connection_error(url: &str, error: fred::error::Error) -> EventsError {
-    EventsError::Connection { url: url.to_owned(), source: Box::new(error) }
-}
-
 impl RedisBus {
     /// A bus on `url` under `namespace`; events name `source` as their publisher. Connects on
     /// first use.
     pub fn new(url: &RedisUrl, namespace: &str, source: &str, timeout: Duration) -> Result<Self> {
-        let build = |subscriber: bool| -> std::result::Result<Builder, EventsError> {
-            let config = FredConfig::from_url(url.expose()).map_err(|e| connection_error(&url.redacted(), e))?;
-            let mut builder = Builder::from_config(config);
-            builder
-                .with_connection_config(|c| {
-                    c.connection_timeout = timeout;
-                    c.internal_command_timeout = timeout;
-                })
-                .with_performance_config(|p| {
-                    p.default_command_timeout = timeout;
-                    if subscriber {
-                        p.broadcast_channel_capacity = SUBSCRIBER_BUFFER;
-                    }
-                })
-                .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
-            Ok(builder)
-        };
-        let publisher = build(false)?.build().map_err(|e| connection_error(&url.redacted(), e))?;
-        let subscriber = build(true)?.build_subscriber_client().map_err(|e| connection_error(&url.redacted(), e))?;
+        let publisher = builder(url, timeout, timeout)?.build().map_err(|e| connection_error(&url.redacted(), e))?;
+        let mut subscriber = builder(url, timeout, timeout)?;
+        subscriber.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BUFFER);
+        let subscriber = subscriber.build_subscriber_client().map_err(|e| connection_error(&url.redacted(), e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 publisher,
@@ -202,6 +172,7 @@ impl RedisBus {
 
     /// Attaches a local subscription and makes sure Redis sends its messages.
     async fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
+        options.check("redis", false)?;
         self.start().await?;
         let mut attached = self.inner.local.attach(topic.clone(), options)?;
         self.redis_subscribe(&topic).await?;
@@ -215,23 +186,6 @@ impl RedisBus {
         });
         Ok(attached)
     }
-}
-
-/// The Redis pattern matching every channel of the namespace.
-fn all_channels(prefix: &str) -> String {
-    format!("{}*", glob_escape(prefix))
-}
-
-/// Escapes glob characters so the namespace is matched literally.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Receives every message of the subscriber connection and routes it to local subscriptions.

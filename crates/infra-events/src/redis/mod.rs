@@ -1,0 +1,90 @@
+//! The Redis backends, through `fred`: [`RedisBus`] (ephemeral) and [`DurableBus`] (durable).
+//!
+//! # Ephemeral mode: pub/sub
+//!
+//! Channel `c` of a bus with namespace `ns` is the Redis channel `ns:c`; messages are envelopes
+//! in the crate's wire format. Pattern subscriptions are matched here, with the same
+//! [`Pattern`](crate::Pattern) as the memory bus: while any exists, the subscriber connection
+//! holds one `PSUBSCRIBE ns:*` (fred does not say which pattern a `pmessage` matched, so
+//! overlapping Redis patterns could not be told apart). A message then arrives once as
+//! `message` for channel subscriptions and once as `pmessage` for pattern subscriptions.
+//!
+//! Redis pub/sub is at-most-once: a message published while the subscriber connection is down
+//! is lost. After a reconnection fred resubscribes, and every subscription's
+//! [`SubscriptionStats::gaps`](crate::SubscriptionStats::gaps) is incremented and a WARN line
+//! written, so subscribers know to resynchronise.
+//!
+//! # Durable mode: streams
+//!
+//! Channel `c` is the stream `ns:stream:c`; each entry has one field, `event`, holding the
+//! envelope in the wire format (entries written by other clients with other fields are
+//! delivered as foreign events). Publishing is `XADD ns:stream:c MAXLEN ~ <stream_max_len> *`.
+//! A subscription reads through a consumer group (`XREADGROUP`) on its own connection and
+//! acknowledges an event (`XACK`) only after its handler succeeded, so delivery is
+//! at-least-once:
+//!
+//! - an event whose handler failed, or whose consumer died, stays pending; once it has been
+//!   idle for `claim_after` any consumer of the group claims it (`XPENDING` + `XCLAIM`) and it
+//!   is delivered again ([`SubscriptionStats::redelivered`](crate::SubscriptionStats::redelivered));
+//! - an event delivered `max_deliveries` times without success moves to the dead-letter
+//!   stream `ns:dead:c` (same `event` field, plus `stream_id`, `group` and `deliveries`) and is
+//!   acknowledged ([`SubscriptionStats::dead_lettered`](crate::SubscriptionStats::dead_lettered));
+//! - a subscription joins a named group ([`SubscribeOptions::group`](crate::SubscribeOptions::group)),
+//!   which resumes where it left off after a restart, or gets a private group
+//!   `<source>.<id>` that receives every event and is destroyed when the subscription ends;
+//! - a new group starts at the end of the stream, at its beginning, or after a
+//!   [`Position`](crate::Position) ([`Start`](crate::Start)), which is how a subscriber replays
+//!   history: every delivered [`Envelope`](crate::Envelope) carries its position.
+//!
+//! Patterns are not offered (streams are read by name): subscribing to one is
+//! [`crate::EventsError::PatternNotDurable`]. Only standalone
+//! Redis is supported in durable mode: the dead-letter move is one script over two keys.
+
+mod pubsub;
+mod streams;
+
+pub use pubsub::RedisBus;
+pub use streams::{DurableBus, DurableOptions};
+
+use std::time::Duration;
+
+use fred::prelude::{Builder, Config as FredConfig, ReconnectPolicy};
+use infra_config::RedisUrl;
+
+use crate::EventsError;
+
+fn connection_error(url: &str, error: fred::error::Error) -> EventsError {
+    EventsError::Connection { url: url.to_owned(), source: Box::new(error) }
+}
+
+/// A fred client builder for `url` with the bus's timeouts and reconnection policy (100 ms
+/// doubling to 2 s, forever). fred's own errors may quote the URL, so they are replaced by ours.
+fn builder(url: &RedisUrl, connect_timeout: Duration, command_timeout: Duration) -> Result<Builder, EventsError> {
+    let config = FredConfig::from_url(url.expose()).map_err(|e| connection_error(&url.redacted(), e))?;
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = connect_timeout;
+            c.internal_command_timeout = command_timeout;
+        })
+        .with_performance_config(|p| p.default_command_timeout = command_timeout)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+/// The Redis pattern matching every channel of the namespace.
+fn all_channels(prefix: &str) -> String {
+    format!("{}*", glob_escape(prefix))
+}
+
+/// Escapes glob characters so the namespace is matched literally.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
