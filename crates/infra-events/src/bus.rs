@@ -406,6 +406,56 @@ impl Drop for EventStream {
     }
 }
 
+/// What [`EventBus::publish`] returns: a boxed future, or for the memory bus an unboxed one,
+/// so an in-process publish allocates nothing for its future. Like any future it does nothing
+/// until awaited: the event, with the correlation ID current at that point, is made then.
+#[must_use = "futures do nothing unless awaited"]
+pub struct PublishFuture<'a>(PublishKind<'a>);
+
+enum PublishKind<'a> {
+    Boxed(BoxFuture<'a, Result<Published>>),
+    #[cfg(feature = "memory")]
+    Memory(crate::memory::Publish<'a>),
+}
+
+impl<'a> PublishFuture<'a> {
+    /// Boxes any future.
+    pub fn new(future: impl Future<Output = Result<Published>> + Send + 'a) -> Self {
+        Self(PublishKind::Boxed(Box::pin(future)))
+    }
+
+    #[cfg(feature = "memory")]
+    pub(crate) fn memory(publish: crate::memory::Publish<'a>) -> Self {
+        Self(PublishKind::Memory(publish))
+    }
+}
+
+impl Future for PublishFuture<'_> {
+    type Output = Result<Published>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.0 {
+            PublishKind::Boxed(future) => future.as_mut().poll(cx),
+            #[cfg(feature = "memory")]
+            PublishKind::Memory(publish) => match publish.poll_publish() {
+                Ok(published) => Poll::Ready(Ok(published)),
+                // Some blocking subscriber's queue is full: wait for room.
+                Err(waiting) => {
+                    this.0 = PublishKind::Boxed(waiting);
+                    Pin::new(this).poll(cx)
+                }
+            },
+        }
+    }
+}
+
+impl fmt::Debug for PublishFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishFuture").finish_non_exhaustive()
+    }
+}
+
 /// Publish/subscribe between a bot's tasks (memory) or processes (Redis).
 ///
 /// Object-safe: hold it as `Arc<dyn EventBus>`. Payloads are JSON; every event travels in an
@@ -415,7 +465,7 @@ pub trait EventBus: fmt::Debug + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Publishes `payload` on `channel`.
-    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>>;
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a>;
 
     /// Publishes several events (one round trip on Redis); one result per event, in order.
     fn publish_batch<'a>(

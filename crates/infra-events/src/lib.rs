@@ -60,8 +60,8 @@ pub mod memory;
 pub mod redis;
 
 pub use bus::{
-    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Position, Published, Start, SubscribeOptions,
-    Subscription, SubscriptionStats, Topic,
+    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Position, PublishFuture, Published, Start,
+    SubscribeOptions, Subscription, SubscriptionStats, Topic,
 };
 pub use envelope::{Envelope, EventId, Payload, WIRE_VERSION};
 pub use error::{BoxError, EventsError, Result};

@@ -12,7 +12,8 @@ use futures::future::BoxFuture;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::{
-    Envelope, EventStream, Handler, Published, Result, SubscribeOptions, Subscription, SubscriptionStats, Topic,
+    Envelope, EventStream, Handler, PublishFuture, Published, Result, SubscribeOptions, Subscription,
+    SubscriptionStats, Topic,
     bus::{Attached, EventBus, Overflow},
 };
 
@@ -128,43 +129,70 @@ impl MemoryBus {
         Ok(Attached { receiver, stats, detach })
     }
 
-    async fn deliver(&self, event: Envelope) -> Published {
-        self.route(event, Route::All).await
-    }
-
     /// Hands `event` to the matching subscriptions of the given kind.
     pub(crate) async fn route(&self, event: Envelope, route: Route) -> Published {
+        let (published, waiting) = self.offer_all(event, route);
+        finish(published, waiting).await
+    }
+
+    /// Queues `event` for every matching subscription that has room; returns the blocking
+    /// subscriptions whose queue was full, with their copy, for [`finish`] to wait on.
+    fn offer_all(&self, event: Envelope, route: Route) -> (Published, Vec<(Arc<Subscriber>, Envelope)>) {
         let id = event.id;
         let mut receivers = 0;
         // Most deliveries complete under the read lock; only full queues of blocking
         // subscribers are awaited, after it is released.
         let mut waiting = Vec::new();
-        {
-            let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut matching =
-                subscribers.iter().filter(|s| route.admits(&s.topic) && s.topic.matches(&event.channel)).peekable();
-            while let Some(subscriber) = matching.next() {
-                // The last matching subscriber gets the event itself; the others get copies.
-                if matching.peek().is_some() {
-                    if offer(subscriber, event.clone(), &mut waiting) {
-                        receivers += 1;
-                    }
-                } else {
-                    if offer(subscriber, event, &mut waiting) {
-                        receivers += 1;
-                    }
-                    break;
+        let subscribers = self.inner.subscribers.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut matching =
+            subscribers.iter().filter(|s| route.admits(&s.topic) && s.topic.matches(&event.channel)).peekable();
+        while let Some(subscriber) = matching.next() {
+            // The last matching subscriber gets the event itself; the others get copies.
+            if matching.peek().is_some() {
+                if offer(subscriber, event.clone(), &mut waiting) {
+                    receivers += 1;
                 }
+            } else {
+                if offer(subscriber, event, &mut waiting) {
+                    receivers += 1;
+                }
+                break;
             }
         }
-        for (subscriber, event) in waiting {
-            if subscriber.queue.send(event).await.is_ok() {
-                subscriber.stats.add_received();
-                receivers += 1;
-            }
-        }
-        Published { id, receivers }
+        (Published { id, receivers }, waiting)
     }
+}
+
+/// A memory publish, made when first polled so it carries the correlation ID of the awaiting
+/// context.
+pub(crate) struct Publish<'a> {
+    bus: &'a MemoryBus,
+    channel: &'a str,
+    payload: Option<serde_json::Value>,
+}
+
+impl Publish<'_> {
+    /// Queues the event everywhere there is room; the rest is a future waiting for room (rare,
+    /// so boxed).
+    pub(crate) fn poll_publish(&mut self) -> std::result::Result<Published, BoxFuture<'static, Result<Published>>> {
+        let payload = self.payload.take().expect("PublishFuture polled after completion");
+        let event = Envelope::new(self.channel, self.bus.inner.source.as_str(), payload);
+        match self.bus.offer_all(event, Route::All) {
+            (published, waiting) if waiting.is_empty() => Ok(published),
+            (published, waiting) => Err(Box::pin(async move { Ok(finish(published, waiting).await) })),
+        }
+    }
+}
+
+/// Waits for room in the queues of blocking subscriptions that were full.
+async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelope)>) -> Published {
+    for (subscriber, event) in waiting {
+        if subscriber.queue.send(event).await.is_ok() {
+            subscriber.stats.add_received();
+            published.receivers += 1;
+        }
+    }
+    published
 }
 
 /// Queues `event` for `subscriber` without waiting; says whether it was queued. A full queue
@@ -202,8 +230,8 @@ impl EventBus for MemoryBus {
         "memory"
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>> {
-        Box::pin(async move { Ok(self.deliver(Envelope::new(channel, self.inner.source.as_str(), payload)).await) })
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
+        PublishFuture::memory(Publish { bus: self, channel, payload: Some(payload) })
     }
 
     fn publish_batch<'a>(
@@ -213,7 +241,8 @@ impl EventBus for MemoryBus {
         Box::pin(async move {
             let mut results = Vec::with_capacity(events.len());
             for (channel, payload) in events {
-                results.push(Ok(self.deliver(Envelope::new(channel, self.inner.source.as_str(), payload)).await));
+                let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+                results.push(Ok(self.route(event, Route::All).await));
             }
             Ok(results)
         })

@@ -12,7 +12,8 @@ use infra_config::RedisUrl;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
-    Envelope, EventBus, EventStream, EventsError, Handler, Published, Result, SubscribeOptions, Subscription, Topic,
+    Envelope, EventBus, EventStream, EventsError, Handler, PublishFuture, Published, Result, SubscribeOptions,
+    Subscription, Topic,
     bus::Attached,
     memory::{MemoryBus, Route},
     redis::{all_channels, builder, connection_error},
@@ -255,8 +256,8 @@ impl EventBus for RedisBus {
         "redis"
     }
 
-    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>> {
-        Box::pin(async move {
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
+        PublishFuture::new(async move {
             self.start().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let receivers: i64 = self

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::{builder, connection_error};
 use crate::{
-    Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, Published, Result, Start,
+    Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, PublishFuture, Published, Result, Start,
     SubscribeOptions, Subscription, SubscriptionStats, Topic,
     bus::{Detach, handle_event},
 };
@@ -517,8 +517,8 @@ impl EventBus for DurableBus {
     }
 
     /// Appends the event to its stream; `receivers` is 1 once it is stored.
-    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> BoxFuture<'a, Result<Published>> {
-        Box::pin(async move {
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
+        PublishFuture::new(async move {
             self.start().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let key = self.stream_key(channel);
