@@ -15,6 +15,7 @@
 //! [`Payload::Json`] when it is JSON, [`Payload::Raw`] otherwise, with [`Envelope::foreign`] set.
 
 use std::{
+    borrow::Cow,
     fmt,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -109,16 +110,38 @@ pub struct Envelope {
     pub position: Option<Position>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Wire<'a> {
+/// The wire form as written: borrows everything, so writing copies nothing but the text.
+#[derive(Serialize)]
+struct WireOut<'a> {
     v: u32,
-    id: String,
+    #[serde(serialize_with = "display")]
+    id: EventId,
     channel: &'a str,
     ts: u64,
     source: &'a str,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id: Option<&'a str>,
+    payload: &'a serde_json::Value,
+}
+
+/// The wire form as read, straight from the bytes (strings borrowed unless escaped).
+#[derive(Deserialize)]
+struct WireIn<'a> {
+    v: u32,
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow, rename = "channel")]
+    _channel: Cow<'a, str>,
+    ts: u64,
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+    #[serde(default, borrow)]
+    correlation_id: Option<Cow<'a, str>>,
     payload: serde_json::Value,
+}
+
+fn display<S: serde::Serializer>(value: &impl fmt::Display, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -144,13 +167,17 @@ impl Envelope {
     /// The wire form. A raw payload (only foreign events have one) is written as a JSON string
     /// of its lossy UTF-8 text.
     pub fn to_wire(&self) -> String {
+        let raw;
         let payload = match &self.payload {
-            Payload::Json(value) => value.clone(),
-            Payload::Raw(bytes) => serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()),
+            Payload::Json(value) => value,
+            Payload::Raw(bytes) => {
+                raw = serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned());
+                &raw
+            }
         };
-        let wire = Wire {
+        let wire = WireOut {
             v: WIRE_VERSION,
-            id: self.id.to_string(),
+            id: self.id,
             channel: &self.channel,
             ts: self.timestamp_ms,
             source: &self.source,
@@ -163,7 +190,27 @@ impl Envelope {
     /// Reads a message received on `channel`. Never fails: anything that is not an envelope of
     /// this format becomes a foreign event carrying the message as its payload.
     pub fn from_wire(channel: &str, bytes: &[u8]) -> Self {
-        let foreign = |payload| Self {
+        if let Ok(wire) = serde_json::from_slice::<WireIn<'_>>(bytes)
+            && wire.v == WIRE_VERSION
+        {
+            return Self {
+                // An ID in another form still makes a valid event, with an ID of ours.
+                id: EventId::parse(&wire.id).unwrap_or_default(),
+                channel: channel.to_owned(),
+                timestamp_ms: wire.ts,
+                source: wire.source.into_owned(),
+                // An unusable ID from the wire is dropped rather than failing the event.
+                correlation_id: wire.correlation_id.and_then(|id| CorrelationId::parse(&id).ok()),
+                payload: Payload::Json(wire.payload),
+                foreign: false,
+                position: None,
+            };
+        }
+        let payload = match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(value) => Payload::Json(value),
+            Err(_) => Payload::Raw(bytes.to_vec()),
+        };
+        Self {
             id: EventId::new(),
             channel: channel.to_owned(),
             timestamp_ms: now_ms(),
@@ -172,24 +219,6 @@ impl Envelope {
             payload,
             foreign: true,
             position: None,
-        };
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-            return foreign(Payload::Raw(bytes.to_vec()));
-        };
-        match Wire::deserialize(&value) {
-            Ok(wire) if wire.v == WIRE_VERSION => Self {
-                // An ID in another form still makes a valid event, with an ID of ours.
-                id: EventId::parse(&wire.id).unwrap_or_default(),
-                channel: channel.to_owned(),
-                timestamp_ms: wire.ts,
-                source: wire.source.to_owned(),
-                // An unusable ID from the wire is dropped rather than failing the event.
-                correlation_id: wire.correlation_id.and_then(|id| CorrelationId::parse(id).ok()),
-                payload: Payload::Json(wire.payload),
-                foreign: false,
-                position: None,
-            },
-            _ => foreign(Payload::Json(value)),
         }
     }
 

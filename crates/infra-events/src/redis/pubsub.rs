@@ -204,10 +204,10 @@ async fn listen(
                 match message {
                     Ok(message) => {
                         let Some(channel) = message.channel.strip_prefix(inner.prefix.as_str()) else { continue };
-                        let bytes = match &message.value {
-                            fred::types::Value::String(text) => text.as_bytes().to_vec(),
-                            fred::types::Value::Bytes(bytes) => bytes.to_vec(),
-                            other => other.as_str().map(|text| text.as_bytes().to_vec()).unwrap_or_default(),
+                        let bytes: std::borrow::Cow<'_, [u8]> = match &message.value {
+                            fred::types::Value::String(text) => text.as_bytes().into(),
+                            fred::types::Value::Bytes(bytes) => bytes.as_ref().into(),
+                            other => other.as_str().map(|text| text.as_bytes().to_vec()).unwrap_or_default().into(),
                         };
                         let event = Envelope::from_wire(channel, &bytes);
                         let route = match message.kind {
