@@ -74,7 +74,10 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
     let json = Value::Array(
         comparisons
             .iter()
-            .map(|c| json!({"name": c.name, "ours_ns": c.ours_ns, "baseline_ns": c.baseline_ns, "ratio": c.ratio()}))
+            .map(|c| {
+                json!({"name": c.name, "ours_ns": c.ours_ns, "baseline_ns": c.baseline_ns, "ratio": c.ratio(),
+                       "difference_ns": c.ours_ns - c.baseline_ns})
+            })
             .collect(),
     );
     let text = serde_json::to_string_pretty(&json).map_err(|e| format!("cannot render the summary: {e}"))?;
@@ -171,17 +174,24 @@ fn read_json(path: &Path) -> Result<Value, String> {
 
 fn table(comparisons: &[Comparison]) -> String {
     let width = comparisons.iter().map(|c| c.name.len()).max().unwrap_or(4).max(4);
-    let mut out = format!("{:<width$} | {:>12} | {:>12} | {:>7}", "name", "ours", "baseline", "ratio");
+    // Some goals are a difference (nanoseconds added), not a ratio: both are shown.
+    let mut out =
+        format!("{:<width$} | {:>12} | {:>12} | {:>7} | {:>12}", "name", "ours", "baseline", "ratio", "difference");
     for c in comparisons {
         out.push_str(&format!(
-            "\n{:<width$} | {:>12} | {:>12} | {:>7.3}",
+            "\n{:<width$} | {:>12} | {:>12} | {:>7.3} | {:>12}",
             c.name,
             format_ns(c.ours_ns),
             format_ns(c.baseline_ns),
-            c.ratio()
+            c.ratio(),
+            format_signed_ns(c.ours_ns - c.baseline_ns)
         ));
     }
     out
+}
+
+fn format_signed_ns(ns: f64) -> String {
+    if ns < 0.0 { format!("-{}", format_ns(-ns)) } else { format!("+{}", format_ns(ns)) }
 }
 
 fn format_ns(ns: f64) -> String {
@@ -236,7 +246,8 @@ mod tests {
         assert_eq!(comparisons[0].ratio(), 1.5);
         assert_eq!(
             table(&comparisons),
-            "name |         ours |     baseline |   ratio\na/x  |      30.0 ns |      20.0 ns |   1.500"
+            "name |         ours |     baseline |   ratio |   difference\n\
+             a/x  |      30.0 ns |      20.0 ns |   1.500 |     +10.0 ns"
         );
     }
 }

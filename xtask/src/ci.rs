@@ -60,6 +60,12 @@ const STEPS: &[Step] = &[
         hint: "a feature-gated item is used outside its feature",
     },
     Step {
+        name: "features-resilience-without-tower",
+        args: &["clippy", "-p", "infra-resilience", "--all-targets", "--", "-D", "warnings"],
+        envs: &[],
+        hint: "a feature-gated item is used outside its feature",
+    },
+    Step {
         name: "features-events-memory-only",
         args: &["clippy", "-p", "infra-events", "--all-targets", "--", "-D", "warnings"],
         envs: &[],

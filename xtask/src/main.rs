@@ -2,7 +2,7 @@
 //!
 //! - `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
 //! - `cargo xtask bench [--quick] [FILTER]`: every criterion comparison, printed as
-//!   `name | ours | baseline | ratio` and written to `<target>/bench-summary.json`.
+//!   `name | ours | baseline | ratio | difference` and written to `<target>/bench-summary.json`.
 
 #![allow(clippy::print_stdout, reason = "the bench table is this tool's output")]
 

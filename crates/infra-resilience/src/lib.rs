@@ -1,0 +1,80 @@
+//! Retry, circuit breaker, timeout, bulkhead and fallback for async calls, composable in one
+//! [`Policy`] and, with the `tower` feature, as `tower` layers.
+//!
+//! - [`Retry`]: exponential [`Backoff`] with full, equal or decorrelated [`Jitter`] (or none),
+//!   attempts and elapsed-time caps, a predicate, retry-after hints (capped), a hook, and a
+//!   [`RetryBudget`] shared across clones so a fleet cannot multiply load during an outage;
+//! - [`CircuitBreaker`]: consecutive failures or a failure rate over the last N calls (with a
+//!   minimum), optional slow calls, exactly K half-open probes, forced states, state-change
+//!   subscription and metrics; a lock-free, allocation-free closed path; [`BreakerRegistry`]
+//!   hands out one per dependency;
+//! - [`timeout()`] per attempt and an overall deadline across retries, as typed errors;
+//! - [`Bulkhead`]: a bound on concurrent calls, rejecting or waiting (bounded);
+//! - [`Policy`]: fallback → deadline → retry → breaker → timeout → bulkhead, and [`presets`]
+//!   for an exchange REST API, Redis and a webhook.
+//!
+//! Everything runs on tokio's clock, so tests on a paused clock see exact schedules.
+//!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `tower` | | `tower_layers`: `tower::Layer`s for the breaker, the timeout and the bulkhead (named futures, no boxing), and `tower::retry::Policy` for [`Retry`] |
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use infra_resilience::{BreakerSettings, CircuitBreaker, Policy, ResilienceError, Retry};
+//!
+//! let breaker = CircuitBreaker::new("exchange", BreakerSettings::default());
+//! let policy = Policy::<u64, String>::builder()
+//!     .retry(Retry::new().max_attempts(4))
+//!     .breaker(breaker)
+//!     .timeout(Duration::from_millis(500))
+//!     .build();
+//!
+//! let mut calls = 0;
+//! let order_id = policy
+//!     .call(|| {
+//!         calls += 1;
+//!         let attempt = calls;
+//!         async move { if attempt < 3 { Err("502 bad gateway".to_owned()) } else { Ok(42) } }
+//!     })
+//!     .await;
+//! assert_eq!(order_id.unwrap(), 42);
+//!
+//! let never = policy.call(|| std::future::pending::<Result<u64, String>>()).await;
+//! assert!(matches!(never, Err(ResilienceError::Timeout { attempts: 4, .. })));
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod backoff;
+mod breaker;
+mod budget;
+mod bulkhead;
+mod counter;
+mod error;
+mod names;
+mod policy;
+pub mod presets;
+mod retry;
+mod timeout;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower_layers;
+
+pub use backoff::{Backoff, Jitter};
+pub use breaker::{
+    BreakerMetrics, BreakerRegistry, BreakerSettings, BreakerState, CircuitBreaker, OwnedPermit, Permit, StateChange,
+};
+pub use budget::RetryBudget;
+pub use bulkhead::{Bulkhead, BulkheadSlot};
+pub use error::{ReopensAt, ResilienceError};
+pub use policy::{Policy, PolicyBuilder};
+pub use retry::{Retry, RetryEvent};
+pub use timeout::timeout;
