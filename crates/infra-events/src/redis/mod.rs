@@ -24,7 +24,7 @@
 //! at-least-once:
 //!
 //! - an event whose handler failed, or whose consumer died, stays pending; once it has been
-//!   idle for `claim_after` any consumer of the group claims it (`XPENDING` + `XCLAIM`) and it
+//!   idle for `claim_after` any consumer of the group claims it (`XAUTOCLAIM`) and it
 //!   is delivered again ([`SubscriptionStats::redelivered`](crate::SubscriptionStats::redelivered));
 //! - an event delivered `max_deliveries` times without success moves to the dead-letter
 //!   stream `ns:dead:c` (same `event` field, plus `stream_id`, `group` and `deliveries`) and is

@@ -25,12 +25,14 @@ use crate::{
     bus::{Detach, handle_event},
 };
 
-/// Moves entries delivered too often to the dead-letter stream and claims the other idle ones.
+/// Moves entries delivered too often to the dead-letter stream, then claims the other idle ones
+/// (`XAUTOCLAIM`, which also drops entries trimmed away meanwhile). `XPENDING` comes first
+/// because only it tells how often an entry was delivered.
 /// KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, max deliveries, count,
 /// dead-letter max length. Returns {dead-lettered count, claimed entries}.
 const CLAIM_OR_BURY: &str = r"
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[5])
-local claim, dead = {}, 0
+local dead = 0
 for _, p in ipairs(pending) do
   if p[4] >= tonumber(ARGV[4]) then
     local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])[1]
@@ -43,13 +45,10 @@ for _, p in ipairs(pending) do
     end
     redis.call('XACK', KEYS[1], ARGV[1], p[1])
     dead = dead + 1
-  else
-    table.insert(claim, p[1])
   end
 end
-local claimed = {}
-if #claim > 0 then claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], unpack(claim)) end
-return {dead, claimed}
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[5])
+return {dead, claimed[2]}
 ";
 
 /// Entries read or claimed per round trip.
