@@ -1,9 +1,12 @@
-//! Prices and fills flowing through the in-memory bus: a pattern subscription, a handler that
+//! Prices and fills flowing through the configured bus: a pattern subscription, a handler that
 //! fails now and then without stopping anything, the publisher's correlation ID in the handler,
-//! and a stream for pulling. (The Redis backends are not built yet.)
+//! and a stream for pulling. Memory by default; Redis pub/sub with `INFRA_ENV=staging`; Redis
+//! Streams with `INFRA_EVENTS__MODE=durable` as well, where patterns are refused (the example
+//! shows the error and subscribes to each channel instead).
 //!
 //! ```sh
 //! cargo run -p infra-events --example event_bus_demo
+//! INFRA_ENV=staging INFRA_EVENTS__MODE=durable cargo run -p infra-events --all-features --example event_bus_demo
 //! ```
 
 #![allow(clippy::print_stdout, reason = "an example prints what it does")]
@@ -11,29 +14,40 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use infra_events::{BoxError, Envelope, EventBus, Pattern, SubscribeOptions, Topic, memory::MemoryBus};
+use infra_config::Config;
+use infra_events::{BoxError, Envelope, EventsError, Handler, Pattern, SubscribeOptions, Topic};
 use infra_log::{CorrelationId, current_correlation_id, with_correlation_id};
 use serde_json::json;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new("bot-1"));
+    let config = Config::load()?;
+    let bus = infra_events::from_config(&config.events, "bot-1")?;
+    println!("bus: {bus:?}");
 
     // Every price, on any symbol; rejects prices it considers stale (an error, not a crash).
-    let prices = bus
-        .subscribe(
-            Topic::Pattern(Pattern::new("prices:*")),
-            Arc::new(|event: Envelope| async move {
-                let price: f64 = event.decode::<serde_json::Value>()?["price"].as_f64().unwrap_or_default();
-                if price <= 0.0 {
-                    return Err::<(), BoxError>(format!("bad price on {}", event.channel).into());
-                }
-                println!("[{}] {} = {price} (correlation {:?})", event.id, event.channel, current_correlation_id());
-                Ok(())
-            }),
-            SubscribeOptions::default(),
-        )
-        .await?;
+    let on_price: Arc<dyn Handler> = Arc::new(|event: Envelope| async move {
+        let price: f64 = event.decode::<serde_json::Value>()?["price"].as_f64().unwrap_or_default();
+        if price <= 0.0 {
+            return Err::<(), BoxError>(format!("bad price on {}", event.channel).into());
+        }
+        println!("[{}] {} = {price} (correlation {:?})", event.id, event.channel, current_correlation_id());
+        Ok(())
+    });
+    let all_prices = Topic::Pattern(Pattern::new("prices:*"));
+    let mut prices = match bus.subscribe(all_prices, on_price.clone(), SubscribeOptions::default()).await {
+        Ok(subscription) => vec![subscription],
+        Err(error @ EventsError::PatternNotDurable { .. }) => {
+            println!("{error}");
+            let mut each = Vec::new();
+            for symbol in ["prices:BTC", "prices:ETH"] {
+                let topic = Topic::Channel(symbol.to_owned());
+                each.push(bus.subscribe(topic, on_price.clone(), SubscribeOptions::default()).await?);
+            }
+            each
+        }
+        Err(other) => return Err(other.into()),
+    };
 
     // Fills, pulled as a stream.
     let mut fills = bus.stream(Topic::Channel("fills".into()), SubscribeOptions::default()).await?;
@@ -56,13 +70,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fill.correlation_id
     );
 
-    let stats = prices.unsubscribe().await;
-    println!(
-        "prices: {} received, {} handled, {} failed, {} dropped",
-        stats.received(),
-        stats.handled(),
-        stats.errors(),
-        stats.dropped()
-    );
+    for subscription in prices.drain(..) {
+        let stats = subscription.unsubscribe().await;
+        println!(
+            "prices: {} received, {} handled, {} failed, {} dropped",
+            stats.received(),
+            stats.handled(),
+            stats.errors(),
+            stats.dropped()
+        );
+    }
     Ok(())
 }
