@@ -31,6 +31,10 @@ use crate::{
     store::{check_key, error_stream, ttl_millis},
 };
 
+mod coalesce;
+
+use coalesce::{Coalescer, InFlight, Reply};
+
 /// Commands buffered while disconnected before new ones fail at once instead of piling up.
 const MAX_BUFFERED_COMMANDS: usize = 100_000;
 /// Reconnection backoff: from 100 ms doubling up to 2 s, forever.
@@ -84,6 +88,11 @@ return {0, current, redis.sha1hex(current)}
 /// [`StateError::Connection`], never a hang. As with any network client, a write that timed out
 /// may still have been applied.
 ///
+/// Through `dyn StateStore`, plain `get`s and `set`s (no TTL) made while many calls are in
+/// flight are coalesced into one `MGET` / `MSET` per batch on a standalone server (see
+/// `redis/coalesce.rs`): under load that is cheaper than one boxed fred command each. A lone
+/// call is sent as its own command.
+///
 /// Use a store from one tokio runtime: its connection task lives there.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -105,6 +114,7 @@ struct Shared {
     clustered: bool,
     operation_timeout: Duration,
     connect_timeout: Duration,
+    coalescer: Coalescer,
 }
 
 impl Drop for Shared {
@@ -178,6 +188,7 @@ impl RedisStore {
                 clustered,
                 operation_timeout,
                 connect_timeout,
+                coalescer: Coalescer::default(),
             }),
         })
     }
@@ -284,6 +295,35 @@ impl RedisStore {
                     });
                 }
             }
+        }
+    }
+
+    /// Registers a trait call; when many are in flight on a connected standalone store and
+    /// `queue` accepts, the call is coalesced (see [`coalesce`]) and its reply is returned.
+    fn coalesced(
+        &self,
+        key: &str,
+        queue: impl FnOnce(&Coalescer, Key) -> Option<Reply>,
+    ) -> (InFlight<'_>, Option<Reply>) {
+        let shared = &*self.shared;
+        let (in_flight, crowded) = shared.coalescer.enter();
+        if !crowded || shared.clustered || !shared.connected.load(Ordering::Acquire) || check_key(key).is_err() {
+            return (in_flight, None);
+        }
+        let reply = queue(&shared.coalescer, self.full_key(key));
+        (in_flight, reply)
+    }
+
+    /// The reply to a coalesced command.
+    async fn coalesced_reply(&self, operation: &'static str, key: &str, reply: Reply) -> Result<Value> {
+        match reply.await {
+            Ok(result) => result.map_err(|e| self.error(operation, key, e)),
+            // The dispatcher is gone: only while the store is being dropped.
+            Err(_) => Err(StateError::Connection {
+                backend: "redis",
+                url: self.shared.url.clone(),
+                source: "the command dispatcher stopped".into(),
+            }),
         }
     }
 
@@ -484,11 +524,36 @@ impl StateStore for RedisStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>> {
-        StateFuture::new(self.get_one(key))
+        let client = &self.shared.client;
+        match self.coalesced(key, |coalescer, full_key| coalescer.get(client, full_key)) {
+            (in_flight, Some(reply)) => StateFuture::new(async move {
+                let _in_flight = in_flight;
+                Self::to_state_value(key, self.coalesced_reply("get", key, reply).await?)
+            }),
+            (in_flight, None) => StateFuture::new(async move {
+                let _in_flight = in_flight;
+                self.get_one(key).await
+            }),
+        }
     }
 
     fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        StateFuture::new(async move { self.set_one(key, value, ttl, false).await.map(drop) })
+        let client = &self.shared.client;
+        // Only a plain SET becomes part of an MSET (which has no TTL).
+        let queue = |coalescer: &Coalescer, full_key| match ttl {
+            None => coalescer.set(client, full_key, Value::from(value.as_str())),
+            Some(_) => None,
+        };
+        match self.coalesced(key, queue) {
+            (in_flight, Some(reply)) => StateFuture::new(async move {
+                let _in_flight = in_flight;
+                self.coalesced_reply("set", key, reply).await.map(drop)
+            }),
+            (in_flight, None) => StateFuture::new(async move {
+                let _in_flight = in_flight;
+                self.set_one(key, value, ttl, false).await.map(drop)
+            }),
+        }
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {

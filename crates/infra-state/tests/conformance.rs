@@ -36,6 +36,7 @@ conformance!(
     invalid_ttls_are_rejected_the_same_way,
     set_if_not_exists,
     one_winner_among_100_concurrent_set_if_not_exists,
+    many_concurrent_gets_and_sets,
     increments,
     exact_total_after_1000_concurrent_increments,
     bulk_operations,
@@ -57,4 +58,5 @@ async fn memory_concurrency_on_real_threads() {
     suite::one_winner_among_100_concurrent_set_if_not_exists(&Fixture::memory()).await;
     suite::exact_total_after_1000_concurrent_increments(&Fixture::memory()).await;
     suite::optimistic_updates_from_many_tasks_lose_nothing(&Fixture::memory()).await;
+    suite::many_concurrent_gets_and_sets(&Fixture::memory()).await;
 }

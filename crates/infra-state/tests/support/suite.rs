@@ -115,6 +115,36 @@ pub async fn one_winner_among_100_concurrent_set_if_not_exists(f: &Fixture) {
     assert_eq!(f.store.get_json::<usize>("contended").await.unwrap(), Some(winners[0]));
 }
 
+/// 300 tasks at once, each writing its own key then reading every key written so far by
+/// anyone, some with a TTL: enough calls in flight that Redis coalesces plain gets and sets
+/// into `MGET`/`MSET` (see the Redis backend), which must not change any answer.
+pub async fn many_concurrent_gets_and_sets(f: &Fixture) {
+    let tasks: Vec<_> = (0..300_u32)
+        .map(|i| {
+            let store = Arc::clone(&f.store);
+            tokio::spawn(async move {
+                let key = format!("many:{i}");
+                let ttl = (i % 10 == 0).then_some(Duration::from_secs(60));
+                store.set(&key, StateValue::json(&i).unwrap(), ttl).await.unwrap();
+                // Read-your-writes, under load.
+                assert_eq!(store.get_json::<u32>(&key).await.unwrap(), Some(i), "{key}");
+                store.set(&key, StateValue::json(&(i + 1000)).unwrap(), None).await.unwrap();
+                store.get(&format!("many:{}", (i + 1) % 300)).await.unwrap().map(|v| v.decode::<u32>().unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        let seen = task.await.unwrap();
+        assert!(seen.is_none_or(|n| n < 300 || (1000..1300).contains(&n)), "{seen:?}");
+    }
+    for i in 0..300_u32 {
+        let key = format!("many:{i}");
+        assert_eq!(f.store.get_json::<u32>(&key).await.unwrap(), Some(i + 1000), "{key}");
+        // The second, plain set removed the TTL of the first (SET semantics, MSET included).
+        assert_eq!(f.store.ttl(&key).await.unwrap(), Ttl::Persistent, "{key}");
+    }
+}
+
 pub async fn increments(f: &Fixture) {
     let s = &f.store;
     assert_eq!(s.increment("n", Number::Int(5)).await.unwrap(), Number::Int(5), "a missing key starts at 0");
