@@ -92,6 +92,15 @@ impl RedisBus {
 
     /// Connects both clients and starts the listener, once.
     async fn start(&self) -> Result<()> {
+        if self.inner.started.initialized() {
+            return Ok(());
+        }
+        // Boxed: the connect futures are large and would otherwise weigh on every call's future.
+        Box::pin(self.connect_once()).await
+    }
+
+    /// Connects, once.
+    async fn connect_once(&self) -> Result<()> {
         let inner = &self.inner;
         inner
             .started

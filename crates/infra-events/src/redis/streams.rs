@@ -199,6 +199,15 @@ impl DurableBus {
     }
 
     async fn start(&self) -> Result<()> {
+        if self.inner.started.initialized() {
+            return Ok(());
+        }
+        // Boxed: the connect futures are large and would otherwise weigh on every call's future.
+        Box::pin(self.connect_once()).await
+    }
+
+    /// Connects, once.
+    async fn connect_once(&self) -> Result<()> {
         let inner = &self.inner;
         inner.started.get_or_try_init(|| connect(&inner.publisher, &inner.url, inner.timeout)).await.map(drop)
     }
