@@ -171,7 +171,13 @@ impl MemoryStore {
         check_key(key)?;
         let ttl = Self::ttl_of(key, ttl)?;
         let entry = self.entry_value(value, ttl, key, None);
-        self.inner.map.insert(key.to_owned(), entry);
+        // Overwriting (prices, positions) is the common case: it needs no owned copy of the key.
+        match self.inner.map.get_mut(key) {
+            Some(mut slot) => *slot = entry,
+            None => {
+                self.inner.map.insert(key.to_owned(), entry);
+            }
+        }
         Ok(())
     }
 
