@@ -201,16 +201,19 @@ impl<E> Retry<E> {
         E: fmt::Display,
     {
         match attempt().await {
-            Ok(value) => {
-                if let Some(budget) = &self.budget {
-                    budget.on_success();
-                }
-                Ok(value)
-            }
+            Ok(value) => Ok(self.succeeded(value)),
             // Boxed: the retry machinery (timers included) would otherwise make every call's
             // future several times larger, first successes included.
             Err(error) => Box::pin(self.retry_after_failure(error, attempt, deadline)).await,
         }
+    }
+
+    /// Records a success with the budget and hands `value` back.
+    fn succeeded<T>(&self, value: T) -> T {
+        if let Some(budget) = &self.budget {
+            budget.on_success();
+        }
+        value
     }
 
     /// Retries after the first attempt failed with `error`.
@@ -275,12 +278,7 @@ impl<E> Retry<E> {
             tokio::time::sleep_until(resume).await;
             attempts += 1;
             error = match attempt().await {
-                Ok(value) => {
-                    if let Some(budget) = &self.budget {
-                        budget.on_success();
-                    }
-                    return Ok(value);
-                }
+                Ok(value) => return Ok(self.succeeded(value)),
                 Err(error) => error,
             };
         }

@@ -53,6 +53,19 @@ use infra_config::RedisUrl;
 
 use crate::EventsError;
 
+/// Runs `connect` the first time a bus needs its connection; afterwards returns at once. The
+/// connect future is boxed so its size does not weigh on every publish's future.
+async fn connect_once<F, Fut>(started: &tokio::sync::OnceCell<()>, connect: F) -> Result<(), EventsError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), EventsError>>,
+{
+    if started.initialized() {
+        return Ok(());
+    }
+    Box::pin(started.get_or_try_init(connect)).await.map(drop)
+}
+
 fn connection_error(url: &str, error: fred::error::Error) -> EventsError {
     EventsError::Connection { url: url.to_owned(), source: Box::new(error) }
 }

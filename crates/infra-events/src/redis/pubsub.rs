@@ -16,7 +16,7 @@ use crate::{
     Subscription, Topic,
     bus::Attached,
     memory::{MemoryBus, Route},
-    redis::{all_channels, builder, connection_error},
+    redis::{all_channels, builder, connect_once, connection_error},
 };
 
 /// Messages fred buffers between its socket reader and our listener: large enough that a burst
@@ -92,38 +92,26 @@ impl RedisBus {
 
     /// Connects both clients and starts the listener, once.
     async fn start(&self) -> Result<()> {
-        if self.inner.started.initialized() {
-            return Ok(());
-        }
-        // Boxed: the connect futures are large and would otherwise weigh on every call's future.
-        Box::pin(self.connect_once()).await
-    }
-
-    /// Connects, once.
-    async fn connect_once(&self) -> Result<()> {
         let inner = &self.inner;
-        inner
-            .started
-            .get_or_try_init(|| async {
-                let connect = async {
-                    inner.publisher.init().await?;
-                    inner.subscriber.init().await
-                };
-                match tokio::time::timeout(inner.timeout, connect).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => return Err(connection_error(&inner.url, error)),
-                    Err(_) => return Err(EventsError::Timeout { operation: "connect", timeout: inner.timeout }),
-                }
-                // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection.
-                drop(inner.subscriber.manage_subscriptions());
-                // Receivers are created here, before any SUBSCRIBE, so no message can arrive
-                // before the listener listens.
-                let receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
-                tokio::spawn(listen(Arc::downgrade(inner), receivers));
-                Ok(())
-            })
-            .await
-            .map(drop)
+        connect_once(&inner.started, || async {
+            let connect = async {
+                inner.publisher.init().await?;
+                inner.subscriber.init().await
+            };
+            match tokio::time::timeout(inner.timeout, connect).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(connection_error(&inner.url, error)),
+                Err(_) => return Err(EventsError::Timeout { operation: "connect", timeout: inner.timeout }),
+            }
+            // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection.
+            drop(inner.subscriber.manage_subscriptions());
+            // Receivers are created here, before any SUBSCRIBE, so no message can arrive
+            // before the listener listens.
+            let receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
+            tokio::spawn(listen(Arc::downgrade(inner), receivers));
+            Ok(())
+        })
+        .await
     }
 
     fn redis_channel(&self, channel: &str) -> String {

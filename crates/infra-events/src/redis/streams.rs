@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use infra_config::{EventsConfig, RedisUrl};
 use tokio::sync::{mpsc, watch};
 
-use super::{builder, connection_error};
+use super::{builder, connect_once, connection_error};
 use crate::{
     Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, PublishFuture, Published, Result, Start,
     SubscribeOptions, Subscription, SubscriptionStats, Topic,
@@ -199,17 +199,8 @@ impl DurableBus {
     }
 
     async fn start(&self) -> Result<()> {
-        if self.inner.started.initialized() {
-            return Ok(());
-        }
-        // Boxed: the connect futures are large and would otherwise weigh on every call's future.
-        Box::pin(self.connect_once()).await
-    }
-
-    /// Connects, once.
-    async fn connect_once(&self) -> Result<()> {
         let inner = &self.inner;
-        inner.started.get_or_try_init(|| connect(&inner.publisher, &inner.url, inner.timeout)).await.map(drop)
+        connect_once(&inner.started, || connect(&inner.publisher, &inner.url, inner.timeout)).await
     }
 
     fn error(&self, operation: &'static str, key: &str, error: FredError) -> EventsError {
