@@ -121,11 +121,9 @@ async fn half_open_probes_close_it_or_open_it_again() {
     assert_eq!(seen, [(Closed, Open), (Open, HalfOpen), (HalfOpen, Open), (Open, HalfOpen), (HalfOpen, Closed)]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn exactly_k_probes_pass_among_100_concurrent_callers() {
-    let breaker = CircuitBreaker::new("concurrent", consecutive(1).half_open_max_calls(3));
-    fail(&breaker).await.unwrap_err();
-    past_open_duration().await;
+/// 100 callers at once through a half-open `breaker`; every admitted call holds until the
+/// rest have been decided. Returns how many were admitted and how many calls succeeded.
+async fn hundred_concurrent_callers(breaker: &CircuitBreaker) -> (usize, usize) {
     let release = Arc::new(Semaphore::new(0));
     let admitted = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..100)
@@ -146,18 +144,26 @@ async fn exactly_k_probes_pass_among_100_concurrent_callers() {
     while (admitted.load(Ordering::SeqCst) as u64 + breaker.metrics().rejections) < 100 {
         tokio::task::yield_now().await;
     }
-    assert_eq!((admitted.load(Ordering::SeqCst), breaker.metrics().rejections), (3, 97));
+    let admitted = admitted.load(Ordering::SeqCst);
     release.add_permits(100);
-    let mut outcomes = (0, 0);
-    for caller in callers {
-        match caller.await.unwrap() {
-            Ok(()) => outcomes.0 += 1,
-            Err(ResilienceError::CircuitOpen { .. }) => outcomes.1 += 1,
+    let mut passed = 0;
+    for caller in futures::future::join_all(callers).await {
+        match caller.unwrap() {
+            Ok(()) => passed += 1,
+            Err(ResilienceError::CircuitOpen { .. }) => {}
             Err(other) => panic!("unexpected {other}"),
         }
     }
-    assert_eq!(outcomes, (3, 97));
-    assert_eq!(admitted.load(Ordering::SeqCst), 3);
+    (admitted, passed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn exactly_k_probes_pass_among_100_concurrent_callers() {
+    let breaker = CircuitBreaker::new("concurrent", consecutive(1).half_open_max_calls(3));
+    fail(&breaker).await.unwrap_err();
+    past_open_duration().await;
+    assert_eq!(hundred_concurrent_callers(&breaker).await, (3, 3));
+    assert_eq!(breaker.metrics().rejections, 97);
     assert_eq!(breaker.state(), BreakerState::Closed);
 }
 
@@ -228,29 +234,7 @@ async fn exactly_k_probes_pass_on_a_multi_thread_runtime() {
         fail(&breaker).await.unwrap_err();
         // Its timer fires at once: wait for it to let probes through.
         while changes.recv().await.unwrap().to != BreakerState::HalfOpen {}
-        let release = Arc::new(Semaphore::new(0));
-        let admitted = Arc::new(AtomicUsize::new(0));
-        let callers: Vec<_> = (0..100)
-            .map(|_| {
-                let (breaker, release, admitted) = (breaker.clone(), release.clone(), admitted.clone());
-                tokio::spawn(async move {
-                    breaker
-                        .call(async {
-                            admitted.fetch_add(1, Ordering::SeqCst);
-                            let _ = release.acquire().await;
-                            Ok::<_, &str>(())
-                        })
-                        .await
-                })
-            })
-            .collect();
-        while (admitted.load(Ordering::SeqCst) as u64 + breaker.metrics().rejections) < 100 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(admitted.load(Ordering::SeqCst), 2);
-        release.add_permits(100);
-        let passed = futures::future::join_all(callers).await.into_iter().filter(|r| matches!(r, Ok(Ok(())))).count();
-        assert_eq!(passed, 2);
+        assert_eq!(hundred_concurrent_callers(&breaker).await, (2, 2));
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 }
