@@ -165,7 +165,8 @@ impl fmt::Display for Position {
 pub struct Published {
     /// The event's ID.
     pub id: EventId,
-    /// Subscriptions it was handed to (Redis: subscribed connections, across processes).
+    /// Subscriptions it was handed to (Redis pub/sub: subscribed connections, across processes;
+    /// durable mode: 1 once the event is stored in its stream).
     pub receivers: usize,
 }
 
