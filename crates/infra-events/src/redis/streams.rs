@@ -566,7 +566,6 @@ impl EventBus for DurableBus {
         options: SubscribeOptions,
     ) -> BoxFuture<'a, Result<Subscription>> {
         Box::pin(async move {
-            self.start().await?;
             let (stats, detach, task) = self.consume(topic, Sink::Handler(handler), options).await?;
             Ok(Subscription::from_task(stats, detach, task))
         })
@@ -577,11 +576,8 @@ impl EventBus for DurableBus {
     /// [`EventBus::subscribe`] to acknowledge after processing.
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move {
-            self.start().await?;
-            if options.capacity == 0 {
-                return Err(EventsError::InvalidOption("capacity must be at least 1"));
-            }
-            let (queue, receiver) = mpsc::channel(options.capacity);
+            // A capacity of 0 is refused by `consume`; the channel just must not panic first.
+            let (queue, receiver) = mpsc::channel(options.capacity.max(1));
             let (stats, detach, _task) = self.consume(topic, Sink::Queue(queue), options).await?;
             Ok(EventStream::from_queue(receiver, stats, detach))
         })

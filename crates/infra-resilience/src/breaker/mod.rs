@@ -553,12 +553,8 @@ impl Inner {
         ReopensAt::new(self.epoch, self.open_until.load(Ordering::Acquire))
     }
 
-    fn open_until(&self) -> Instant {
-        self.epoch + Duration::from_nanos(self.open_until.load(Ordering::Acquire))
-    }
-
     fn open_elapsed(&self) -> bool {
-        Instant::now() >= self.open_until()
+        Instant::now() >= self.reopens_at().instant()
     }
 
     /// Open, half-open or forced open.
