@@ -146,3 +146,25 @@ async fn after_a_restart_subscribers_resume_and_are_told_of_the_gap() {
     assert_eq!(next_number(&mut ticks).await, 2);
     assert!(ticks.stats().gaps() >= 1, "the reconnection is reported as a possible gap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_to_a_frozen_server_fails_with_a_timeout_instead_of_hanging() {
+    let mut server = RedisServer::start().unwrap();
+    let short = Duration::from_millis(300);
+    let publisher = RedisBus::new(&RedisUrl::parse(&server.url()).unwrap(), "test", "pub", short).unwrap();
+    publisher.publish("ticks", json!(1)).await.unwrap();
+
+    server.pause().unwrap();
+    // The outer bound only catches a publish that never returns; the error must be the bus's.
+    let outcome = tokio::time::timeout(TIMEOUT, publisher.publish("ticks", json!(2))).await;
+    server.resume().unwrap();
+    match outcome.expect("the publish returned within its own timeout") {
+        Err(infra_events::EventsError::Timeout { operation: "publish", timeout }) => assert_eq!(timeout, short),
+        other => panic!("expected a publish timeout, got {other:?}"),
+    }
+    // The connection survives the freeze: publishing works again once the server answers.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while publisher.publish("ticks", json!(3)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "publishing never recovered");
+    }
+}
