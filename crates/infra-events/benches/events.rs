@@ -113,53 +113,17 @@ mod roundtrip {
     use futures::StreamExt;
     use infra_config::RedisUrl;
     use infra_events::{EventBus, SubscribeOptions, Topic, redis::RedisBus};
-    use infra_testkit::RedisServer;
+    use infra_testkit::{RedisServer, bench};
 
     const SAMPLES: usize = 5_000;
 
-    fn percentile(sorted: &[Duration], p: f64) -> f64 {
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index].as_nanos() as f64
-    }
-
-    fn write(name: &str, ours: f64, baseline: f64) {
-        // The bench runs from <target>/release/deps.
-        let Some(target) = std::env::current_exe().ok().and_then(|exe| exe.ancestors().nth(3).map(ToOwned::to_owned))
-        else {
-            return;
-        };
-        let dir = target.join("criterion-extra");
-        let _ = std::fs::create_dir_all(&dir);
-        let entry = serde_json::json!({"name": name, "ours_ns": ours, "baseline_ns": baseline});
-        let file = dir.join(format!("{}.json", name.replace('/', "_")));
-        std::fs::write(file, entry.to_string()).expect("write the comparison");
-        eprintln!("{name}: ours {:.1} µs, baseline {:.1} µs", ours / 1000.0, baseline / 1000.0);
-    }
-
-    /// The positional filter criterion was given, if any (flags with values skipped).
-    fn filter() -> Option<String> {
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            if matches!(
-                arg.as_str(),
-                "--warm-up-time" | "--measurement-time" | "--sample-size" | "--save-baseline" | "--baseline"
-            ) {
-                args.next();
-            } else if !arg.starts_with('-') {
-                return Some(arg);
-            }
-        }
-        None
-    }
-
     pub(super) fn run() {
-        if filter()
-            .is_some_and(|f| !"events/redis_roundtrip_p50_vs_fred events/redis_roundtrip_p99_vs_fred".contains(&f))
-        {
+        const P50: &str = "events/redis_roundtrip_p50_vs_fred";
+        const P99: &str = "events/redis_roundtrip_p99_vs_fred";
+        if !bench::selected(P50) && !bench::selected(P99) {
             return;
         }
-        let quick = std::env::args().any(|a| a == "--warm-up-time") && std::env::args().any(|a| a == "0.5");
-        let samples = if quick { SAMPLES / 5 } else { SAMPLES };
+        let samples = if bench::quick() { SAMPLES / 5 } else { SAMPLES };
         let server = RedisServer::start().expect("redis-server is needed for the redis benchmarks");
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let timeout = Duration::from_secs(5);
@@ -202,8 +166,8 @@ mod roundtrip {
         let (mut ours, mut baseline) = (ours, baseline);
         ours.sort();
         baseline.sort();
-        write("events/redis_roundtrip_p50_vs_fred", percentile(&ours, 0.50), percentile(&baseline, 0.50));
-        write("events/redis_roundtrip_p99_vs_fred", percentile(&ours, 0.99), percentile(&baseline, 0.99));
+        bench::write_comparison(P50, bench::percentile(&ours, 0.50), bench::percentile(&baseline, 0.50));
+        bench::write_comparison(P99, bench::percentile(&ours, 0.99), bench::percentile(&baseline, 0.99));
     }
 }
 

@@ -34,6 +34,7 @@
 //! # Ok::<(), infra_testkit::TestkitError>(())
 //! ```
 
+pub mod bench;
 mod cluster;
 mod error;
 mod process;
