@@ -12,7 +12,9 @@
 //! Redis pub/sub is at-most-once: a message published while the subscriber connection is down
 //! is lost. After a reconnection fred resubscribes, and every subscription's
 //! [`SubscriptionStats::gaps`](crate::SubscriptionStats::gaps) is incremented and a WARN line
-//! written, so subscribers know to resynchronise.
+//! written, so subscribers know to resynchronise. One listener task per bus reads the subscriber
+//! connection; it is supervised: should it panic, it is started again, every subscription is
+//! told of a gap and an ERROR line written.
 //!
 //! # Durable mode: streams
 //!
@@ -29,6 +31,8 @@
 //! - an event delivered `max_deliveries` times without success moves to the dead-letter
 //!   stream `ns:dead:c` (same `event` field, plus `stream_id`, `group` and `deliveries`) and is
 //!   acknowledged ([`SubscriptionStats::dead_lettered`](crate::SubscriptionStats::dead_lettered));
+//! - a consumer task that panics is started again; what it had read but not acknowledged is
+//!   claimed again like a crashed consumer's, so nothing is lost;
 //! - a subscription joins a named group ([`SubscribeOptions::group`](crate::SubscribeOptions::group)),
 //!   which resumes where it left off after a restart, or gets a private group
 //!   `<source>.<id>` that receives every event and is destroyed when the subscription ends;

@@ -119,7 +119,7 @@ impl RedisBus {
             // Receivers are created here, before any SUBSCRIBE, so no message can arrive
             // before the listener listens.
             let receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
-            tokio::spawn(listen(Arc::downgrade(inner), receivers));
+            tokio::spawn(supervise(Arc::downgrade(inner), receivers));
             Ok(())
         })
         .await
@@ -197,20 +197,42 @@ impl RedisBus {
     }
 }
 
+/// What the listener reads: fred's messages and its reconnection notices.
+type Receivers = (
+    tokio::sync::broadcast::Receiver<fred::types::Message>,
+    tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+);
+
+/// Runs the listener and starts it again if it panics, so a bug there cannot silently end every
+/// subscription of the bus. What it held and what arrived before the new receivers existed is
+/// lost: every subscription is told of a gap.
+async fn supervise(bus: std::sync::Weak<Inner>, mut receivers: Receivers) {
+    loop {
+        match tokio::spawn(listen(bus.clone(), receivers)).await {
+            Err(error) if error.is_panic() => {
+                let Some(inner) = bus.upgrade() else { return };
+                receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
+                inner.local.note_gap();
+                tracing::error!(target: "infra_events", "redis listener panicked: restarted, messages may have been lost");
+            }
+            // The bus was dropped, fred closed its channels, or the runtime is shutting down.
+            _ => return,
+        }
+    }
+}
+
 /// Receives every message of the subscriber connection and routes it to local subscriptions.
-async fn listen(
-    bus: std::sync::Weak<Inner>,
-    (mut messages, mut reconnects): (
-        tokio::sync::broadcast::Receiver<fred::types::Message>,
-        tokio::sync::broadcast::Receiver<fred::types::config::Server>,
-    ),
-) {
+async fn listen(bus: std::sync::Weak<Inner>, (mut messages, mut reconnects): Receivers) {
     loop {
         tokio::select! {
             message = messages.recv() => {
                 let Some(inner) = bus.upgrade() else { return };
                 match message {
                     Ok(message) => {
+                        #[cfg(test)]
+                        if tests::PANIC_IN_LISTENER.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                            panic!("listener panic injected by a test");
+                        }
                         let Some(channel) = message.channel.strip_prefix(inner.prefix.as_str()) else { continue };
                         let bytes: std::borrow::Cow<'_, [u8]> = match &message.value {
                             fred::types::Value::String(text) => text.as_bytes().into(),
@@ -337,5 +359,46 @@ impl EventBus for RedisBus {
 
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move { Ok(self.attach(topic, options).await?.into_stream()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::StreamExt;
+    use infra_testkit::RedisServer;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Makes the listener panic on the next message it receives.
+    pub(super) static PANIC_IN_LISTENER: AtomicBool = AtomicBool::new(false);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicked_listener_is_restarted_and_the_gap_reported() {
+        let server = RedisServer::start().unwrap();
+        let url = RedisUrl::parse(&server.url()).unwrap();
+        let timeout = Duration::from_secs(5);
+        let (publisher, subscriber) =
+            (RedisBus::new(&url, "t", "pub", timeout).unwrap(), RedisBus::new(&url, "t", "sub", timeout).unwrap());
+        let mut ticks = subscriber.stream(Topic::Channel("ticks".into()), SubscribeOptions::default()).await.unwrap();
+
+        PANIC_IN_LISTENER.store(true, Ordering::SeqCst);
+        publisher.publish("ticks", json!(0)).await.unwrap();
+        // The restarted listener takes new receivers: publish until one arrives.
+        let received = async {
+            for n in 1.. {
+                publisher.publish("ticks", json!(n)).await.unwrap();
+                if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(100), ticks.next()).await {
+                    return event;
+                }
+            }
+            unreachable!()
+        };
+        let event = tokio::time::timeout(timeout, received).await.expect("the listener never came back");
+        assert_ne!(event.decode::<i64>().unwrap(), 0, "the message being handled at the panic is lost");
+        assert!(!PANIC_IN_LISTENER.load(Ordering::SeqCst), "the injected panic happened");
+        assert_eq!(ticks.stats().gaps(), 1);
     }
 }

@@ -262,7 +262,7 @@ impl DurableBus {
         }
         let stats = Arc::clone(&consumer.stats);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(consumer.run(stopped));
+        let task = tokio::spawn(supervise(Arc::new(consumer), stopped));
         let detach: Detach = Box::new(move || {
             let _ = stop.send(true);
         });
@@ -320,6 +320,22 @@ struct Consumer {
     stats: Arc<SubscriptionStats>,
 }
 
+/// Runs `consumer` and starts it again if it panics, so a bug there cannot silently end the
+/// subscription. Nothing is lost: what it had read but not acknowledged stays pending in the
+/// group and is claimed again after `claim_after`. A restart that panics again waits longer
+/// each time (up to 1.6 s), as failed reads do.
+async fn supervise(consumer: Arc<Consumer>, stop: watch::Receiver<bool>) {
+    let mut panics = 0_u32;
+    while let Err(error) = tokio::spawn(Arc::clone(&consumer).run(stop.clone())).await {
+        if !error.is_panic() {
+            return;
+        }
+        panics = panics.saturating_add(1);
+        tracing::error!(target: "infra_events", stream = %consumer.key, group = %consumer.group, panics, "durable consumer panicked: restarted, its unacknowledged events will be claimed again");
+        tokio::time::sleep(Duration::from_millis(50 << panics.min(5))).await;
+    }
+}
+
 /// A stream entry: its ID and its field/value pairs.
 type Entry = (String, Vec<(Value, Value)>);
 
@@ -335,7 +351,7 @@ impl Consumer {
     /// Reads, claims and delivers until stopped (or until its stream is dropped). Once stopped,
     /// it drains what the stream holds for it (so events published before `unsubscribe` are
     /// handled, as on the other buses), then leaves.
-    async fn run(self, mut stop: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut next_claim = Instant::now();
         let mut failures = 0_u32;
         loop {
@@ -433,6 +449,10 @@ impl Consumer {
         let mut done = Vec::with_capacity(entries.len());
         let mut open = true;
         for (id, fields) in entries {
+            #[cfg(test)]
+            if tests::PANIC_IN_CONSUMER.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("consumer panic injected by a test");
+            }
             let mut event = envelope(&self.channel, fields);
             event.position = Some(Position::from_redis(id.clone()));
             self.stats.add_received();
@@ -586,7 +606,33 @@ impl EventBus for DurableBus {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::StreamExt;
+    use infra_testkit::RedisServer;
+
     use super::*;
+    use crate::{EventBus, Topic};
+
+    /// Makes a consumer panic on the next entry it delivers.
+    pub(super) static PANIC_IN_CONSUMER: AtomicBool = AtomicBool::new(false);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicked_consumer_is_restarted_and_its_event_delivered_again() {
+        let server = RedisServer::start().unwrap();
+        let url = RedisUrl::parse(&server.url()).unwrap();
+        let timeout = Duration::from_secs(5);
+        let options = DurableOptions::default().claim_after(Duration::from_millis(200));
+        let bus = DurableBus::new(&url, "t", "bot", timeout, options).unwrap();
+        let mut fills = bus.stream(Topic::Channel("fills".into()), SubscribeOptions::default()).await.unwrap();
+
+        PANIC_IN_CONSUMER.store(true, Ordering::SeqCst);
+        bus.publish("fills", serde_json::json!(1)).await.unwrap();
+        let event = tokio::time::timeout(timeout, fills.next()).await.expect("delivered again in time").unwrap();
+        assert!(!PANIC_IN_CONSUMER.load(Ordering::SeqCst), "the injected panic happened");
+        assert_eq!(event.decode::<i64>().unwrap(), 1);
+        assert_eq!(fills.stats().redelivered(), 1);
+    }
 
     fn text(s: &str) -> Value {
         Value::String(s.into())
