@@ -20,10 +20,13 @@ pub enum EventsError {
         source: BoxError,
     },
     /// An operation did not complete in time.
-    #[error("{operation} timed out after {timeout:?}")]
+    #[error("{operation} `{target}` timed out after {timeout:?}")]
     Timeout {
         /// The operation.
         operation: &'static str,
+        /// What it was for: the channel of a publish, the stream key of a durable command, the
+        /// URL (password redacted) of a connection.
+        target: String,
         /// The bound.
         timeout: std::time::Duration,
     },

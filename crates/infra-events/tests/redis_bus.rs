@@ -159,7 +159,10 @@ async fn a_publish_to_a_frozen_server_fails_with_a_timeout_instead_of_hanging() 
     let outcome = tokio::time::timeout(TIMEOUT, publisher.publish("ticks", json!(2))).await;
     server.resume().unwrap();
     match outcome.expect("the publish returned within its own timeout") {
-        Err(infra_events::EventsError::Timeout { operation: "publish", timeout }) => assert_eq!(timeout, short),
+        Err(error @ infra_events::EventsError::Timeout { operation: "publish", timeout, .. }) => {
+            assert_eq!(timeout, short);
+            assert_eq!(error.to_string(), "publish `test:ticks` timed out after 300ms");
+        }
         other => panic!("expected a publish timeout, got {other:?}"),
     }
     // The connection survives the freeze: publishing works again once the server answers.

@@ -112,7 +112,13 @@ impl RedisBus {
             match tokio::time::timeout(inner.timeout, connect).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(error)) => return Err(connection_error(&inner.url, error)),
-                Err(_) => return Err(EventsError::Timeout { operation: "connect", timeout: inner.timeout }),
+                Err(_) => {
+                    return Err(EventsError::Timeout {
+                        operation: "connect",
+                        target: inner.url.clone(),
+                        timeout: inner.timeout,
+                    });
+                }
             }
             // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection.
             drop(inner.subscriber.manage_subscriptions());
@@ -274,17 +280,23 @@ impl Inner {
     /// timeout instead; fail-fast keeps it from waiting in fred's queue if the connection drops
     /// meanwhile, so a publish reported as failed is never sent later. While disconnected it
     /// waits in fred's queue for the reconnection, under fred's own timeout.
-    async fn publish(&self, channel: String, text: String) -> Result<i64> {
-        let timed_out = EventsError::Timeout { operation: "publish", timeout: self.timeout };
+    async fn publish(&self, channel: &str, text: String) -> Result<i64> {
+        let redis_channel = format!("{}{channel}", self.prefix);
+        // Named again only on failure, so the hot path hands its string to fred without a copy.
+        let timed_out = || EventsError::Timeout {
+            operation: "publish",
+            target: format!("{}{channel}", self.prefix),
+            timeout: self.timeout,
+        };
         let sent = if self.publisher.is_connected() {
-            match tokio::time::timeout(self.timeout, self.connected_publisher.publish(channel, text)).await {
+            match tokio::time::timeout(self.timeout, self.connected_publisher.publish(redis_channel, text)).await {
                 Ok(sent) => sent,
-                Err(_) => return Err(timed_out),
+                Err(_) => return Err(timed_out()),
             }
         } else {
-            self.publisher.publish(channel, text).await
+            self.publisher.publish(redis_channel, text).await
         };
-        sent.map_err(|e| if *e.kind() == ErrorKind::Timeout { timed_out } else { connection_error(&self.url, e) })
+        sent.map_err(|e| if *e.kind() == ErrorKind::Timeout { timed_out() } else { connection_error(&self.url, e) })
     }
 }
 
@@ -311,7 +323,7 @@ impl EventBus for RedisBus {
         PublishFuture::new(async move {
             self.start().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
-            let receivers = self.inner.publish(self.redis_channel(channel), event.to_wire()).await?;
+            let receivers = self.inner.publish(channel, event.to_wire()).await?;
             Ok(Published { id: event.id, receivers: usize::try_from(receivers).unwrap_or_default() })
         })
     }

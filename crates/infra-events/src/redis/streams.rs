@@ -275,7 +275,7 @@ async fn connect(client: &Client, url: &RedisUrl, timeout: Duration) -> Result<(
     match tokio::time::timeout(timeout, client.init()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(connection_error(&url.redacted(), error)),
-        Err(_) => Err(EventsError::Timeout { operation: "connect", timeout }),
+        Err(_) => Err(EventsError::Timeout { operation: "connect", target: url.redacted(), timeout }),
     }
 }
 
@@ -287,7 +287,7 @@ fn command_error(
     error: FredError,
 ) -> EventsError {
     match error.kind() {
-        ErrorKind::Timeout => EventsError::Timeout { operation, timeout },
+        ErrorKind::Timeout => EventsError::Timeout { operation, target: key.to_owned(), timeout },
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Auth | ErrorKind::Backpressure => {
             connection_error(&url.redacted(), error)
         }
