@@ -6,8 +6,8 @@
 //! - [`memory::MemoryBus`], bounded queues per subscription with an explicit [`Overflow`]
 //!   policy and counted drops;
 //! - `redis::RedisBus` (feature `redis`), ephemeral mode: PUBLISH / SUBSCRIBE with patterns
-//!   matched locally, a subscriber buffer sized so bursts are not lost, resubscription after a
-//!   reconnect and a counted gap notice;
+//!   matched locally, a subscriber buffer sized so bursts are not lost, a supervised listener,
+//!   resubscription after a reconnect and a counted gap notice;
 //! - `redis::DurableBus` (feature `redis`), durable mode on Redis Streams: consumer groups,
 //!   acknowledgement after the handler succeeds, redelivery of what was not acknowledged in
 //!   time, a dead-letter stream after too many deliveries, replay from a [`Position`];
