@@ -277,9 +277,10 @@ impl Inner {
     /// One `PUBLISH`, bounded by the bus timeout. While the connection is up the command
     /// bypasses fred's per-command timer (registered after the write, it cost 2-3 µs of
     /// round-trip latency per publish on this kind of machine) and is bounded by one outer
-    /// timeout instead; fail-fast makes it fail at once, rather than wait unbounded in fred's
-    /// queue, if the connection drops meanwhile. While disconnected it waits in fred's queue
-    /// for the reconnection, under fred's own timeout (which drops it unsent when it expires).
+    /// timeout instead; with fail-fast, a connection that drops meanwhile fails it at once
+    /// instead of queueing it for a retry after the reconnection (which could send it after the
+    /// caller was told it timed out). While disconnected it waits in fred's queue for the
+    /// reconnection, under fred's own timeout (which drops it unsent when it expires).
     async fn publish(&self, channel: &str, text: String) -> Result<i64> {
         let redis_channel = format!("{}{channel}", self.prefix);
         // Named again only on failure, so the hot path hands its string to fred without a copy.
