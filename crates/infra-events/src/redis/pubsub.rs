@@ -131,10 +131,6 @@ impl RedisBus {
         .await
     }
 
-    fn redis_channel(&self, channel: &str) -> String {
-        format!("{}{channel}", self.inner.prefix)
-    }
-
     async fn redis_subscribe(&self, topic: &Topic) -> Result<()> {
         let inner = &self.inner;
         let mut refs = inner.refs.lock().await;
@@ -142,7 +138,7 @@ impl RedisBus {
             Topic::Channel(channel) => {
                 let count = refs.channels.entry(channel.clone()).or_default();
                 *count += 1;
-                if *count == 1 { inner.subscriber.subscribe(self.redis_channel(channel)).await } else { Ok(()) }
+                if *count == 1 { inner.subscriber.subscribe(inner.redis_channel(channel)).await } else { Ok(()) }
             }
             Topic::Pattern(_) => {
                 refs.patterns += 1;
@@ -169,7 +165,7 @@ impl RedisBus {
                     }
                     Some(_) => {
                         refs.channels.remove(channel);
-                        inner.subscriber.unsubscribe(format!("{}{channel}", inner.prefix)).await
+                        inner.subscriber.unsubscribe(inner.redis_channel(channel)).await
                     }
                     None => Ok(()),
                 },
@@ -274,6 +270,11 @@ async fn listen(bus: std::sync::Weak<Inner>, (mut messages, mut reconnects): Rec
 }
 
 impl Inner {
+    /// The Redis channel of the bus channel `channel`: under the namespace.
+    fn redis_channel(&self, channel: &str) -> String {
+        format!("{}{channel}", self.prefix)
+    }
+
     /// One `PUBLISH`, bounded by the bus timeout. While the connection is up the command
     /// bypasses fred's per-command timer (registered after the write, it cost 2-3 µs of
     /// round-trip latency per publish on this kind of machine) and is bounded by one outer
@@ -282,13 +283,13 @@ impl Inner {
     /// caller was told it timed out). While disconnected it waits in fred's queue for the
     /// reconnection, under fred's own timeout (which drops it unsent when it expires).
     async fn publish(&self, channel: &str, text: String) -> Result<i64> {
-        let redis_channel = format!("{}{channel}", self.prefix);
         // Named again only on failure, so the hot path hands its string to fred without a copy.
         let timed_out = || EventsError::Timeout {
             operation: "publish",
-            target: format!("{}{channel}", self.prefix),
+            target: self.redis_channel(channel),
             timeout: self.timeout,
         };
+        let redis_channel = self.redis_channel(channel);
         let sent = if self.publisher.is_connected() {
             match tokio::time::timeout(self.timeout, self.connected_publisher.publish(redis_channel, text)).await {
                 Ok(sent) => sent,
@@ -341,7 +342,7 @@ impl EventBus for RedisBus {
                 let event = Envelope::new(channel.as_str(), self.inner.source.as_str(), payload);
                 ids.push(event.id);
                 let () = pipeline
-                    .publish(self.redis_channel(&channel), event.to_wire())
+                    .publish(self.inner.redis_channel(&channel), event.to_wire())
                     .await
                     .map_err(|e| connection_error(&self.inner.url, e))?;
             }

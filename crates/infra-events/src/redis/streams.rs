@@ -612,7 +612,6 @@ mod tests {
     use infra_testkit::RedisServer;
 
     use super::*;
-    use crate::{EventBus, Topic};
 
     /// Makes a consumer panic on the next entry it delivers.
     pub(super) static PANIC_IN_CONSUMER: AtomicBool = AtomicBool::new(false);
