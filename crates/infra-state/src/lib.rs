@@ -18,9 +18,9 @@
 //! [`StateStoreExt`] adds serde helpers (`get_json`, `set_json`, `incr`, `update_json`, …).
 //!
 //! Performance note: a call through `dyn StateStore` boxes the backend's future. For the memory
-//! backend that costs nothing ([`StateFuture`] holds ready results inline); for Redis it costs
-//! ~0.7 µs per call under heavy concurrency, because fred's command futures are large. Hot paths
-//! can hold a concrete `redis::RedisStore`, whose inherent methods (same names, same semantics)
+//! backend that costs nothing ([`StateFuture`] holds ready results inline); for Redis it is
+//! measurable under heavy concurrency, because fred's command futures are large (figures in
+//! docs/benchmarks.md). Hot paths can hold a concrete `redis::RedisStore`, whose inherent methods (same names, same semantics)
 //! skip the box.
 //!
 //! # Feature flags
@@ -28,7 +28,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryStore`] |
-//! | `redis` | | [`redis::RedisStore`], through `fred` (key layout documented there) |
+//! | `redis` | | [`redis::RedisStore`], through the `infra-redis` connection layer (key layout documented there) |
 //!
 //! # Example
 //!
@@ -60,6 +60,8 @@
 
 mod error;
 mod factory;
+#[cfg(feature = "resilience")]
+mod retry_class;
 mod store;
 mod value;
 

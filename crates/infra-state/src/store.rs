@@ -60,7 +60,11 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
     /// The values of `keys`, in order, in one round trip.
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>>;
 
-    /// Stores every entry, all with the same TTL (or none), in one round trip.
+    /// Stores every entry, all with the same TTL (or none), in one round trip. Every key is
+    /// checked first, so a bad key or TTL leaves the store untouched. On Redis the batch is one
+    /// `MULTI`/`EXEC` transaction: no reader sees part of it (on a cluster, atomic per hash
+    /// slot: put `{tag}` in the keys to keep a batch in one slot). On the memory backend each
+    /// entry is written atomically but a concurrent reader may see part of the batch.
     fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()>;
 
     /// Every key starting with `prefix` (`""` for all), in no particular order. Redis walks
@@ -80,6 +84,15 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome>;
+
+    /// Finishes the calls already sent, then releases the store's connections and background
+    /// tasks. Later calls fail with [`StateError::Connection`](crate::StateError::Connection)
+    /// saying the store was closed (the memory backend has nothing to release and keeps
+    /// working). Closing twice is harmless. Dropping a store without closing it also releases
+    /// everything, in the background.
+    fn close(&self) -> StateFuture<'_, ()> {
+        StateFuture::ready(Ok(()))
+    }
 }
 
 /// What [`StateStore`] methods return: a boxed future, or for in-process backends a result

@@ -1,8 +1,8 @@
 //! Coalescing of concurrent plain `get`s and `set`s made through `dyn StateStore` into one
 //! `MGET` / `MSET` each.
 //!
-//! A `dyn` trait call has to box its future, and fred's command futures are about 5 KB: under
-//! load that allocation and copy cost ~0.8 µs per call, more than the rest of a call. When many
+//! A `dyn` trait call has to box its future, and fred's command futures are large: under
+//! load that allocation and copy cost more than the rest of a call (docs/benchmarks.md). When many
 //! calls are in flight, plain gets and sets (no TTL, no `NX`) instead queue a small request for
 //! a dispatcher task, which sends everything queued as one `MGET` and one `MSET` (several may be
 //! in flight) and answers each caller through a oneshot channel. Concurrent calls have no order
@@ -15,11 +15,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use fred::{
+use futures::{StreamExt, stream::FuturesUnordered};
+use infra_redis::fred::{
     prelude::{Client, Error as FredError, KeysInterface, Value},
     types::{Key, Map},
 };
-use futures::{StreamExt, stream::FuturesUnordered};
 use tokio::sync::{mpsc, oneshot};
 
 /// Calls in flight from which plain gets and sets are coalesced.
