@@ -109,10 +109,10 @@ fn deliver(c: &mut Criterion) {
 mod roundtrip {
     use std::time::{Duration, Instant};
 
-    use fred::prelude::{Builder, ClientLike, Config as FredConfig, EventInterface, PubsubInterface};
     use futures::StreamExt;
     use infra_config::RedisUrl;
     use infra_events::{EventBus, SubscribeOptions, Topic, redis::RedisBus};
+    use infra_redis::fred::prelude::{Builder, ClientLike, Config as FredConfig, EventInterface, PubsubInterface};
     use infra_testkit::{RedisServer, bench};
 
     const SAMPLES: usize = 5_000;
@@ -178,15 +178,15 @@ fn roundtrip(_: &mut Criterion) {
 
 #[cfg(feature = "redis")]
 fn durable_publish(c: &mut Criterion) {
-    use fred::{
+    use infra_config::RedisUrl;
+    use infra_events::redis::{DurableBus, DurableOptions};
+    use infra_redis::fred::{
         prelude::{Builder, ClientLike, Config as FredConfig, StreamsInterface},
         types::{
             Value,
             streams::{XCapKind, XCapTrim},
         },
     };
-    use infra_config::RedisUrl;
-    use infra_events::redis::{DurableBus, DurableOptions};
 
     const MAX_LEN: u64 = 100_000;
     let server = infra_testkit::RedisServer::start().expect("redis-server is needed for the redis benchmarks");

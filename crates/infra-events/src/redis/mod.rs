@@ -52,56 +52,41 @@ pub use streams::{DurableBus, DurableOptions};
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, Config as FredConfig, ReconnectPolicy};
-use infra_config::RedisUrl;
+use infra_redis::{Failure, FailureKind, RedisError, fred::error::Error as FredError};
 
 use crate::EventsError;
 
-/// Runs `connect` the first time a bus needs its connection; afterwards returns at once. The
-/// connect future is boxed so its size does not weigh on every publish's future.
-async fn connect_once<F, Fut>(started: &tokio::sync::OnceCell<()>, connect: F) -> Result<(), EventsError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<(), EventsError>>,
-{
-    if started.initialized() {
-        return Ok(());
-    }
-    Box::pin(started.get_or_try_init(connect)).await.map(drop)
-}
-
-fn connection_error(url: &str, error: fred::error::Error) -> EventsError {
-    EventsError::Connection { url: url.to_owned(), source: Box::new(error) }
-}
-
-/// A fred client builder for `url` with the bus's timeouts and reconnection policy (100 ms
-/// doubling to 2 s, forever). fred's own errors may quote the URL, so they are replaced by ours.
-fn builder(url: &RedisUrl, connect_timeout: Duration, command_timeout: Duration) -> Result<Builder, EventsError> {
-    let config = FredConfig::from_url(url.expose()).map_err(|e| connection_error(&url.redacted(), e))?;
-    let mut builder = Builder::from_config(config);
-    builder
-        .with_connection_config(|c| {
-            c.connection_timeout = connect_timeout;
-            c.internal_command_timeout = command_timeout;
-        })
-        .with_performance_config(|p| p.default_command_timeout = command_timeout)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
-    Ok(builder)
-}
-
-/// The Redis pattern matching every channel of the namespace.
-fn all_channels(prefix: &str) -> String {
-    format!("{}*", glob_escape(prefix))
-}
-
-/// Escapes glob characters so the namespace is matched literally.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
+/// The error of a connection to `url` (redacted) that could not be made, or that was closed.
+fn connect_error(url: &str, error: RedisError) -> EventsError {
+    match error {
+        RedisError::ConnectTimeout { url, timeout } => {
+            EventsError::Timeout { operation: "connect", target: url, timeout }
         }
-        out.push(c);
+        RedisError::Connect { url, source } => EventsError::Connection { url, source: Box::new(source) },
+        other => EventsError::Connection { url: url.to_owned(), source: Box::new(other) },
     }
-    out
+}
+
+/// The error of a failed command on `url` (redacted): fred's error becomes a redacted
+/// [`Failure`]; a timeout names `target` (a channel or stream key); a refusal by the server
+/// (including an ACL `NOPERM`) is [`EventsError::Backend`], a connection problem
+/// [`EventsError::Connection`].
+fn command_error(
+    url: &str,
+    timeout: Duration,
+    operation: &'static str,
+    target: impl FnOnce() -> String,
+    error: FredError,
+) -> EventsError {
+    let failure = Failure::from(error);
+    match failure.kind() {
+        FailureKind::Timeout => EventsError::Timeout { operation, target: target(), timeout },
+        FailureKind::Auth if failure.message().starts_with("NOPERM") => {
+            EventsError::Backend { operation, key: target(), source: Box::new(failure) }
+        }
+        FailureKind::Connection | FailureKind::Auth | FailureKind::Backpressure => {
+            EventsError::Connection { url: url.to_owned(), source: Box::new(failure) }
+        }
+        _ => EventsError::Backend { operation, key: target(), source: Box::new(failure) },
+    }
 }

@@ -2,14 +2,16 @@
 
 use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
-use fred::{
-    clients::{SubscriberClient, WithOptions},
-    error::ErrorKind,
-    prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
-    types::MessageKind,
-};
 use futures::future::BoxFuture;
 use infra_config::RedisUrl;
+use infra_redis::{
+    ClientOptions, Connection,
+    fred::{
+        clients::{SubscriberClient, WithOptions},
+        prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
+        types::{MessageKind, Value},
+    },
+};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{
@@ -17,7 +19,7 @@ use crate::{
     Subscription, Topic,
     bus::Attached,
     memory::{MemoryBus, Route},
-    redis::{all_channels, builder, connect_once, connection_error},
+    redis::{command_error, connect_error},
 };
 
 /// Messages fred buffers between its socket reader and our listener: large enough that a burst
@@ -33,11 +35,11 @@ pub struct RedisBus {
 
 struct Inner {
     /// Commands get fred's own timeout (queued while disconnected, skipped once timed out).
-    publisher: Client,
+    publisher: Connection,
     /// The same connection for publishing while it is up: no fred timer, fail fast (see
     /// [`Inner::publish`]).
     connected_publisher: WithOptions<Client>,
-    subscriber: SubscriberClient,
+    subscriber: Connection<SubscriberClient>,
     local: MemoryBus,
     source: String,
     prefix: String,
@@ -48,7 +50,8 @@ struct Inner {
     /// Redis in the order the counts changed (an unsubscribe from a drop can never overtake a
     /// later subscribe).
     refs: tokio::sync::Mutex<Refs>,
-    started: tokio::sync::OnceCell<()>,
+    /// Set once the listener task runs.
+    listening: tokio::sync::OnceCell<()>,
 }
 
 #[derive(Default)]
@@ -73,24 +76,24 @@ impl RedisBus {
     /// long for the reconnection). A publish that timed out on a live but frozen connection
     /// was already written, so Redis may still deliver it once it answers again.
     pub fn new(url: &RedisUrl, namespace: &str, source: &str, timeout: Duration) -> Result<Self> {
-        let publisher = builder(url, timeout, timeout)?.build().map_err(|e| connection_error(&url.redacted(), e))?;
-        let mut subscriber = builder(url, timeout, timeout)?;
-        subscriber.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_BUFFER);
-        let subscriber = subscriber.build_subscriber_client().map_err(|e| connection_error(&url.redacted(), e))?;
+        let options = ClientOptions::new(timeout, timeout);
+        let publisher = infra_redis::client(url, &options).map_err(|e| connect_error(&url.redacted(), e))?;
+        let subscriber = infra_redis::subscriber_client(url, &options.message_buffer(SUBSCRIBER_BUFFER))
+            .map_err(|e| connect_error(&url.redacted(), e))?;
         let connected_publisher =
             publisher.with_options(&Options { timeout: Some(Duration::ZERO), fail_fast: true, ..Options::default() });
         Ok(Self {
             inner: Arc::new(Inner {
-                publisher,
+                publisher: Connection::new(publisher, url, timeout),
                 connected_publisher,
-                subscriber,
+                subscriber: Connection::new(subscriber, url, timeout),
                 local: MemoryBus::new(source),
                 source: source.to_owned(),
                 prefix: format!("{namespace}:"),
                 url: url.redacted(),
                 timeout,
                 refs: tokio::sync::Mutex::default(),
-                started: tokio::sync::OnceCell::new(),
+                listening: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -101,34 +104,33 @@ impl RedisBus {
         self.inner.local.lost_upstream()
     }
 
-    /// Connects both clients and starts the listener, once.
-    async fn start(&self) -> Result<()> {
+    /// Connects the publisher (the first time; afterwards one atomic load).
+    async fn start_publisher(&self) -> Result<()> {
+        let publisher = &self.inner.publisher;
+        if publisher.is_ready() {
+            return Ok(());
+        }
+        publisher.connect().await.map_err(|e| connect_error(&self.inner.url, e))
+    }
+
+    /// Connects the subscriber and starts the listener, once.
+    async fn start_subscriber(&self) -> Result<()> {
         let inner = &self.inner;
-        connect_once(&inner.started, || async {
-            let connect = async {
-                inner.publisher.init().await?;
-                inner.subscriber.init().await
-            };
-            match tokio::time::timeout(inner.timeout, connect).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(connection_error(&inner.url, error)),
-                Err(_) => {
-                    return Err(EventsError::Timeout {
-                        operation: "connect",
-                        target: inner.url.clone(),
-                        timeout: inner.timeout,
-                    });
-                }
-            }
-            // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection.
-            drop(inner.subscriber.manage_subscriptions());
-            // Receivers are created here, before any SUBSCRIBE, so no message can arrive
-            // before the listener listens.
-            let receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
-            tokio::spawn(supervise(Arc::downgrade(inner), receivers));
-            Ok(())
-        })
-        .await
+        inner.subscriber.connect().await.map_err(|e| connect_error(&inner.url, e))?;
+        inner
+            .listening
+            .get_or_init(|| async {
+                let subscriber = inner.subscriber.client();
+                // fred re-issues SUBSCRIBE/PSUBSCRIBE after a reconnection; the task ends when
+                // the client quits.
+                drop(subscriber.manage_subscriptions());
+                // Receivers are created here, before any SUBSCRIBE, so no message can arrive
+                // before the listener listens.
+                let receivers = (subscriber.message_rx(), subscriber.reconnect_rx());
+                tokio::spawn(supervise(Arc::downgrade(inner), receivers));
+            })
+            .await;
+        Ok(())
     }
 
     async fn redis_subscribe(&self, topic: &Topic) -> Result<()> {
@@ -138,17 +140,25 @@ impl RedisBus {
             Topic::Channel(channel) => {
                 let count = refs.channels.entry(channel.clone()).or_default();
                 *count += 1;
-                if *count == 1 { inner.subscriber.subscribe(inner.redis_channel(channel)).await } else { Ok(()) }
+                if *count == 1 {
+                    inner.subscriber.client().subscribe(inner.redis_channel(channel)).await
+                } else {
+                    Ok(())
+                }
             }
             Topic::Pattern(_) => {
                 refs.patterns += 1;
-                if refs.patterns == 1 { inner.subscriber.psubscribe(all_channels(&inner.prefix)).await } else { Ok(()) }
+                if refs.patterns == 1 {
+                    inner.subscriber.client().psubscribe(inner.all_channels()).await
+                } else {
+                    Ok(())
+                }
             }
         };
-        result.map_err(|e| connection_error(&inner.url, e))?;
+        result.map_err(|e| inner.subscribe_error(topic, e))?;
         // fred can report a subscription before Redis has processed it; a PING on the same
         // connection is answered only after it, so events published from now on are received.
-        inner.subscriber.ping::<fred::types::Value>(None).await.map(drop).map_err(|e| connection_error(&inner.url, e))
+        inner.subscriber.client().ping::<Value>(None).await.map(drop).map_err(|e| inner.subscribe_error(topic, e))
     }
 
     /// Undoes [`Self::redis_subscribe`] in the background (it runs from `Drop`).
@@ -165,14 +175,14 @@ impl RedisBus {
                     }
                     Some(_) => {
                         refs.channels.remove(channel);
-                        inner.subscriber.unsubscribe(inner.redis_channel(channel)).await
+                        inner.subscriber.client().unsubscribe(inner.redis_channel(channel)).await
                     }
                     None => Ok(()),
                 },
                 Topic::Pattern(_) => {
                     refs.patterns = refs.patterns.saturating_sub(1);
                     if refs.patterns == 0 {
-                        inner.subscriber.punsubscribe(all_channels(&inner.prefix)).await
+                        inner.subscriber.client().punsubscribe(inner.all_channels()).await
                     } else {
                         Ok(())
                     }
@@ -184,7 +194,7 @@ impl RedisBus {
     /// Attaches a local subscription and makes sure Redis sends its messages.
     async fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
         options.check("redis", false)?;
-        self.start().await?;
+        self.start_subscriber().await?;
         let mut attached = self.inner.local.attach(topic.clone(), options)?;
         self.redis_subscribe(&topic).await?;
         let inner = Arc::downgrade(&self.inner);
@@ -201,8 +211,8 @@ impl RedisBus {
 
 /// What the listener reads: fred's messages and its reconnection notices.
 type Receivers = (
-    tokio::sync::broadcast::Receiver<fred::types::Message>,
-    tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    tokio::sync::broadcast::Receiver<infra_redis::fred::types::Message>,
+    tokio::sync::broadcast::Receiver<infra_redis::fred::types::config::Server>,
 );
 
 /// Runs the listener and starts it again if it panics, so a bug there cannot silently end every
@@ -213,7 +223,7 @@ async fn supervise(bus: std::sync::Weak<Inner>, mut receivers: Receivers) {
         match tokio::spawn(listen(bus.clone(), receivers)).await {
             Err(error) if error.is_panic() => {
                 let Some(inner) = bus.upgrade() else { return };
-                receivers = (inner.subscriber.message_rx(), inner.subscriber.reconnect_rx());
+                receivers = (inner.subscriber.client().message_rx(), inner.subscriber.client().reconnect_rx());
                 inner.local.note_gap();
                 tracing::error!(target: "infra_events", "redis listener panicked: restarted, messages may have been lost");
             }
@@ -237,8 +247,8 @@ async fn listen(bus: std::sync::Weak<Inner>, (mut messages, mut reconnects): Rec
                         }
                         let Some(channel) = message.channel.strip_prefix(inner.prefix.as_str()) else { continue };
                         let bytes: std::borrow::Cow<'_, [u8]> = match &message.value {
-                            fred::types::Value::String(text) => text.as_bytes().into(),
-                            fred::types::Value::Bytes(bytes) => bytes.as_ref().into(),
+                            Value::String(text) => text.as_bytes().into(),
+                            Value::Bytes(bytes) => bytes.as_ref().into(),
                             other => other.as_str().map(|text| text.as_bytes().to_vec()).unwrap_or_default().into(),
                         };
                         let event = Envelope::from_wire(channel, &bytes);
@@ -275,6 +285,20 @@ impl Inner {
         format!("{}{channel}", self.prefix)
     }
 
+    /// The Redis pattern matching every channel of the namespace.
+    fn all_channels(&self) -> String {
+        infra_redis::glob_prefix(&self.prefix)
+    }
+
+    /// The error of a failed SUBSCRIBE, PSUBSCRIBE or confirming PING for `topic`.
+    fn subscribe_error(&self, topic: &Topic, error: infra_redis::fred::error::Error) -> EventsError {
+        let target = || match topic {
+            Topic::Channel(channel) => self.redis_channel(channel),
+            Topic::Pattern(_) => self.all_channels(),
+        };
+        command_error(&self.url, self.timeout, "subscribe", target, error)
+    }
+
     /// One `PUBLISH`, bounded by the bus timeout. While the connection is up the command
     /// bypasses fred's per-command timer (registered after the write, it cost 2-3 µs of
     /// round-trip latency per publish on this kind of machine) and is bounded by one outer
@@ -290,29 +314,15 @@ impl Inner {
             timeout: self.timeout,
         };
         let redis_channel = self.redis_channel(channel);
-        let sent = if self.publisher.is_connected() {
+        let sent = if self.publisher.client().is_connected() {
             match tokio::time::timeout(self.timeout, self.connected_publisher.publish(redis_channel, text)).await {
                 Ok(sent) => sent,
                 Err(_) => return Err(timed_out()),
             }
         } else {
-            self.publisher.publish(redis_channel, text).await
+            self.publisher.client().publish(redis_channel, text).await
         };
-        sent.map_err(|e| if *e.kind() == ErrorKind::Timeout { timed_out() } else { connection_error(&self.url, e) })
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if self.started.initialized()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let (publisher, subscriber) = (self.publisher.clone(), self.subscriber.clone());
-            runtime.spawn(async move {
-                let _ = publisher.quit().await;
-                let _ = subscriber.quit().await;
-            });
-        }
+        sent.map_err(|e| command_error(&self.url, self.timeout, "publish", || self.redis_channel(channel), e))
     }
 }
 
@@ -323,7 +333,7 @@ impl EventBus for RedisBus {
 
     fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
         PublishFuture::new(async move {
-            self.start().await?;
+            self.start_publisher().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let receivers = self.inner.publish(channel, event.to_wire()).await?;
             Ok(Published { id: event.id, receivers: usize::try_from(receivers).unwrap_or_default() })
@@ -335,25 +345,32 @@ impl EventBus for RedisBus {
         events: Vec<(String, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
         Box::pin(async move {
-            self.start().await?;
-            let pipeline = self.inner.publisher.pipeline();
+            self.start_publisher().await?;
+            let pipeline = self.inner.publisher.client().pipeline();
             let mut ids = Vec::with_capacity(events.len());
+            let inner = &self.inner;
+            let error = |channel: &str, e| {
+                command_error(&inner.url, inner.timeout, "publish", || inner.redis_channel(channel), e)
+            };
+            let mut channels = Vec::with_capacity(events.len());
             for (channel, payload) in events {
-                let event = Envelope::new(channel.as_str(), self.inner.source.as_str(), payload);
+                let event = Envelope::new(channel.as_str(), inner.source.as_str(), payload);
                 ids.push(event.id);
                 let () = pipeline
-                    .publish(self.inner.redis_channel(&channel), event.to_wire())
+                    .publish(inner.redis_channel(&channel), event.to_wire())
                     .await
-                    .map_err(|e| connection_error(&self.inner.url, e))?;
+                    .map_err(|e| error(&channel, e))?;
+                channels.push(channel);
             }
-            let replies: Vec<std::result::Result<i64, fred::error::Error>> = pipeline.try_all().await;
+            let replies: Vec<std::result::Result<i64, infra_redis::fred::error::Error>> = pipeline.try_all().await;
             Ok(ids
                 .into_iter()
+                .zip(channels)
                 .zip(replies)
-                .map(|(id, reply)| {
+                .map(|((id, channel), reply)| {
                     reply
                         .map(|n| Published { id, receivers: usize::try_from(n).unwrap_or_default() })
-                        .map_err(|e| connection_error(&self.inner.url, e))
+                        .map_err(|e| error(&channel, e))
                 })
                 .collect())
         })

@@ -7,18 +7,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fred::{
-    prelude::{Client, ClientLike, Error as FredError, ErrorKind, LuaInterface, StreamsInterface},
-    types::{
-        Value,
-        streams::{XCapKind, XCapTrim},
-    },
-};
 use futures::future::BoxFuture;
 use infra_config::{EventsConfig, RedisUrl};
+use infra_redis::{
+    ClientOptions, Connection,
+    fred::{
+        prelude::{Error as FredError, LuaInterface, StreamsInterface},
+        types::{
+            Value,
+            streams::{XCapKind, XCapTrim},
+        },
+    },
+};
 use tokio::sync::{mpsc, watch};
 
-use super::{builder, connect_once, connection_error};
+use super::{command_error, connect_error};
 use crate::{
     Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, PublishFuture, Published, Result, Start,
     SubscribeOptions, Subscription, SubscriptionStats, Topic,
@@ -132,12 +135,11 @@ pub struct DurableBus {
 
 struct Inner {
     url: RedisUrl,
-    publisher: Client,
+    publisher: Connection,
     source: String,
     prefix: String,
     timeout: Duration,
     options: DurableOptions,
-    started: tokio::sync::OnceCell<()>,
 }
 
 impl fmt::Debug for DurableBus {
@@ -147,19 +149,6 @@ impl fmt::Debug for DurableBus {
             .field("prefix", &self.inner.prefix)
             .field("options", &self.inner.options)
             .finish_non_exhaustive()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if self.started.initialized()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let publisher = self.publisher.clone();
-            runtime.spawn(async move {
-                let _ = publisher.quit().await;
-            });
-        }
     }
 }
 
@@ -174,16 +163,16 @@ impl DurableBus {
         options: DurableOptions,
     ) -> Result<Self> {
         options.check()?;
-        let publisher = builder(url, timeout, timeout)?.build().map_err(|e| connection_error(&url.redacted(), e))?;
+        let publisher = infra_redis::client(url, &ClientOptions::new(timeout, timeout))
+            .map_err(|e| connect_error(&url.redacted(), e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.clone(),
-                publisher,
+                publisher: Connection::new(publisher, url, timeout),
                 source: source.to_owned(),
                 prefix: format!("{namespace}:"),
                 timeout,
                 options,
-                started: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -198,13 +187,17 @@ impl DurableBus {
         format!("{}dead:{channel}", self.inner.prefix)
     }
 
+    /// Connects the publisher (the first time; afterwards one atomic load).
     async fn start(&self) -> Result<()> {
-        let inner = &self.inner;
-        connect_once(&inner.started, || connect(&inner.publisher, &inner.url, inner.timeout)).await
+        let publisher = &self.inner.publisher;
+        if publisher.is_ready() {
+            return Ok(());
+        }
+        publisher.connect().await.map_err(|e| connect_error(publisher.url(), e))
     }
 
     fn error(&self, operation: &'static str, key: &str, error: FredError) -> EventsError {
-        command_error(&self.inner.url, self.inner.timeout, operation, key, error)
+        command_error(self.inner.publisher.url(), self.inner.timeout, operation, || key.to_owned(), error)
     }
 
     fn xadd_cap(&self) -> (XCapKind, XCapTrim, i64) {
@@ -237,13 +230,13 @@ impl DurableBus {
         };
         let key = self.stream_key(&channel);
         let block = (inner.options.claim_after / 2).clamp(Duration::from_millis(10), MAX_BLOCK);
-        let reader = builder(&inner.url, inner.timeout, inner.timeout + block)?
-            .build()
-            .map_err(|e| connection_error(&inner.url.redacted(), e))?;
-        connect(&reader, &inner.url, inner.timeout).await?;
+        // Reads block for up to `block`: their timeout covers it.
+        let options = ClientOptions::new(inner.timeout, inner.timeout + block);
+        let reader = infra_redis::client(&inner.url, &options).map_err(|e| connect_error(inner.publisher.url(), e))?;
+        let reader = Connection::new(reader, &inner.url, inner.timeout);
+        reader.connect().await.map_err(|e| connect_error(reader.url(), e))?;
         let consumer = Consumer {
             reader,
-            url: inner.url.clone(),
             timeout: inner.timeout,
             dead_key: self.dead_letter_key(&channel),
             channel,
@@ -257,7 +250,7 @@ impl DurableBus {
             stats: Arc::new(SubscriptionStats::default()),
         };
         if let Err(error) = consumer.create_group(&start).await {
-            let _ = consumer.reader.quit().await;
+            consumer.reader.close().await;
             return Err(error);
         }
         let stats = Arc::clone(&consumer.stats);
@@ -267,31 +260,6 @@ impl DurableBus {
             let _ = stop.send(true);
         });
         Ok((stats, detach, task))
-    }
-}
-
-/// Connects `client`, bounded by `timeout`.
-async fn connect(client: &Client, url: &RedisUrl, timeout: Duration) -> Result<()> {
-    match tokio::time::timeout(timeout, client.init()).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(connection_error(&url.redacted(), error)),
-        Err(_) => Err(EventsError::Timeout { operation: "connect", target: url.redacted(), timeout }),
-    }
-}
-
-fn command_error(
-    url: &RedisUrl,
-    timeout: Duration,
-    operation: &'static str,
-    key: &str,
-    error: FredError,
-) -> EventsError {
-    match error.kind() {
-        ErrorKind::Timeout => EventsError::Timeout { operation, target: key.to_owned(), timeout },
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Auth | ErrorKind::Backpressure => {
-            connection_error(&url.redacted(), error)
-        }
-        _ => EventsError::Backend { operation, key: key.to_owned(), source: Box::new(error) },
     }
 }
 
@@ -305,8 +273,7 @@ enum Sink {
 
 /// One subscription's reader: its group, its connection, its counters.
 struct Consumer {
-    reader: Client,
-    url: RedisUrl,
+    reader: Connection,
     timeout: Duration,
     channel: String,
     key: String,
@@ -341,10 +308,12 @@ type Entry = (String, Vec<(Value, Value)>);
 
 impl Consumer {
     async fn create_group(&self, start: &str) -> Result<()> {
-        match self.reader.xgroup_create::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), start, true).await {
+        let created =
+            self.reader.client().xgroup_create::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), start, true);
+        match created.await {
             Ok(_) => Ok(()),
             Err(error) if error.details().contains("BUSYGROUP") => Ok(()),
-            Err(error) => Err(command_error(&self.url, self.timeout, "subscribe", &self.key, error)),
+            Err(error) => Err(command_error(self.reader.url(), self.timeout, "subscribe", || self.key.clone(), error)),
         }
     }
 
@@ -396,9 +365,9 @@ impl Consumer {
             }
         }
         if self.private {
-            let _ = self.reader.xgroup_destroy::<Value, _, _>(self.key.as_str(), self.group.as_str()).await;
+            let _ = self.reader.client().xgroup_destroy::<Value, _, _>(self.key.as_str(), self.group.as_str()).await;
         }
-        let _ = self.reader.quit().await;
+        self.reader.close().await;
     }
 
     /// New entries for this consumer, waiting up to `block` for some if `wait`.
@@ -406,6 +375,7 @@ impl Consumer {
         let block = wait.then(|| u64::try_from(self.block.as_millis()).unwrap_or(250));
         let reply: Value = self
             .reader
+            .client()
             .xreadgroup(self.group.as_str(), self.name.as_str(), Some(BATCH), block, false, self.key.as_str(), ">")
             .await?;
         let mut entries = Vec::new();
@@ -431,7 +401,7 @@ impl Consumer {
             self.options.stream_max_len.to_string(),
         ];
         let reply: Value =
-            self.reader.eval(CLAIM_OR_BURY, vec![self.key.as_str(), self.dead_key.as_str()], args).await?;
+            self.reader.client().eval(CLAIM_OR_BURY, vec![self.key.as_str(), self.dead_key.as_str()], args).await?;
         let mut reply = into_array(reply).into_iter();
         let dead = reply.next().and_then(|v| v.as_u64()).unwrap_or_default();
         if dead > 0 {
@@ -474,7 +444,8 @@ impl Consumer {
             }
         }
         if !done.is_empty()
-            && let Err(error) = self.reader.xack::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), done).await
+            && let Err(error) =
+                self.reader.client().xack::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), done).await
         {
             // Still pending: redelivered after `claim_after`, a duplicate rather than a loss.
             tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, error = %error, "cannot acknowledge events; they will be delivered again");
@@ -544,6 +515,7 @@ impl EventBus for DurableBus {
             let _: Value = self
                 .inner
                 .publisher
+                .client()
                 .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
                 .await
                 .map_err(|e| self.error("publish", &key, e))?;
@@ -557,7 +529,7 @@ impl EventBus for DurableBus {
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
         Box::pin(async move {
             self.start().await?;
-            let pipeline = self.inner.publisher.pipeline();
+            let pipeline = self.inner.publisher.client().pipeline();
             let mut sent = Vec::with_capacity(events.len());
             for (channel, payload) in events {
                 let event = Envelope::new(channel.as_str(), self.inner.source.as_str(), payload);
