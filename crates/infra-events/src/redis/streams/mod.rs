@@ -1,0 +1,319 @@
+//! Durable mode: Redis Streams read through consumer groups (layout and guarantees in the
+//! [module docs](super)).
+
+mod consumer;
+mod entries;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use infra_config::{EventsConfig, RedisUrl};
+use infra_redis::{
+    ClientOptions, Connection,
+    fred::{
+        prelude::{Error as FredError, StreamsInterface},
+        types::{
+            Value,
+            streams::{XCapKind, XCapTrim},
+        },
+    },
+};
+use tokio::sync::{mpsc, watch};
+
+use self::consumer::{Consumer, MAX_BLOCK, Sink, supervise};
+use super::{command_error, connect_error};
+use crate::{
+    Envelope, EventBus, EventId, EventStream, EventsError, Handler, PublishFuture, Published, Result, Start,
+    SubscribeOptions, Subscription, SubscriptionStats, Topic, bus::Detach,
+};
+
+/// Tuning of the durable mode; [`DurableOptions::from_config`] reads it from [`EventsConfig`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DurableOptions {
+    /// Entries kept per stream, approximately (`XADD MAXLEN ~`); also bounds dead-letter streams.
+    pub stream_max_len: u64,
+    /// An unacknowledged event idle this long is delivered again.
+    pub claim_after: Duration,
+    /// Deliveries of one event before it moves to the dead-letter stream.
+    pub max_deliveries: u32,
+}
+
+impl Default for DurableOptions {
+    /// The presets' values: 1,000,000 entries, 30 s, 5 deliveries.
+    fn default() -> Self {
+        Self { stream_max_len: 1_000_000, claim_after: Duration::from_secs(30), max_deliveries: 5 }
+    }
+}
+
+impl DurableOptions {
+    /// The durable settings of `config`.
+    pub fn from_config(config: &EventsConfig) -> Self {
+        Self {
+            stream_max_len: config.stream_max_len,
+            claim_after: config.claim_after,
+            max_deliveries: config.max_deliveries,
+        }
+    }
+
+    /// Sets [`DurableOptions::stream_max_len`].
+    #[must_use]
+    pub fn stream_max_len(mut self, entries: u64) -> Self {
+        self.stream_max_len = entries;
+        self
+    }
+
+    /// Sets [`DurableOptions::claim_after`].
+    #[must_use]
+    pub fn claim_after(mut self, idle: Duration) -> Self {
+        self.claim_after = idle;
+        self
+    }
+
+    /// Sets [`DurableOptions::max_deliveries`].
+    #[must_use]
+    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
+        self.max_deliveries = deliveries;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.stream_max_len == 0 {
+            return Err(EventsError::InvalidOption("stream_max_len must be at least 1"));
+        }
+        if self.claim_after.is_zero() {
+            return Err(EventsError::InvalidOption("claim_after must be greater than 0"));
+        }
+        if self.max_deliveries == 0 {
+            return Err(EventsError::InvalidOption("max_deliveries must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// An [`EventBus`] on Redis Streams: stored events, at-least-once delivery through consumer
+/// groups, redelivery and dead letters. See the [module docs](super) for the key layout.
+///
+/// Each subscription reads on its own connection (reads block), opened when it subscribes.
+#[derive(Clone)]
+pub struct DurableBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: RedisUrl,
+    publisher: Connection,
+    source: String,
+    prefix: String,
+    timeout: Duration,
+    options: DurableOptions,
+}
+
+impl fmt::Debug for DurableBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableBus")
+            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.prefix)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DurableBus {
+    /// A bus on `url` under `namespace`; events name `source` as their publisher, and private
+    /// groups are named after it. Connects on first use.
+    pub fn new(
+        url: &RedisUrl,
+        namespace: &str,
+        source: &str,
+        timeout: Duration,
+        options: DurableOptions,
+    ) -> Result<Self> {
+        options.check()?;
+        let publisher = infra_redis::client(url, &ClientOptions::new(timeout, timeout))
+            .map_err(|e| connect_error(&url.redacted(), e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                url: url.clone(),
+                publisher: Connection::new(publisher, url, timeout),
+                source: source.to_owned(),
+                prefix: format!("{namespace}:"),
+                timeout,
+                options,
+            }),
+        })
+    }
+
+    /// The Redis key of `channel`'s stream.
+    pub fn stream_key(&self, channel: &str) -> String {
+        format!("{}stream:{channel}", self.inner.prefix)
+    }
+
+    /// The Redis key of `channel`'s dead-letter stream.
+    pub fn dead_letter_key(&self, channel: &str) -> String {
+        format!("{}dead:{channel}", self.inner.prefix)
+    }
+
+    /// Connects the publisher (the first time; afterwards one atomic load).
+    async fn start(&self) -> Result<()> {
+        let publisher = &self.inner.publisher;
+        if publisher.is_ready() {
+            return Ok(());
+        }
+        publisher.connect().await.map_err(|e| connect_error(publisher.url(), e))
+    }
+
+    fn error(&self, operation: &'static str, key: &str, error: FredError) -> EventsError {
+        command_error(self.inner.publisher.url(), self.inner.timeout, operation, || key.to_owned(), error)
+    }
+
+    fn xadd_cap(&self) -> (XCapKind, XCapTrim, i64) {
+        (XCapKind::MaxLen, XCapTrim::AlmostExact, i64::try_from(self.inner.options.stream_max_len).unwrap_or(i64::MAX))
+    }
+
+    /// Starts a consumer for `topic` feeding `sink`; returns its counters, its stop switch and
+    /// its task.
+    async fn consume(
+        &self,
+        topic: Topic,
+        sink: Sink,
+        options: SubscribeOptions,
+    ) -> Result<(Arc<SubscriptionStats>, Detach, tokio::task::JoinHandle<()>)> {
+        let channel = match topic {
+            Topic::Channel(channel) => channel,
+            Topic::Pattern(pattern) => return Err(EventsError::PatternNotDurable { pattern: pattern.to_string() }),
+        };
+        options.check("redis", true)?;
+        let inner = &self.inner;
+        let (group, private) = match options.group {
+            Some(group) if group.is_empty() => return Err(EventsError::InvalidOption("group must not be empty")),
+            Some(group) => (group, false),
+            None => (format!("{}.{}", inner.source, EventId::new()), true),
+        };
+        let start = match &options.start {
+            Start::Latest => "$".to_owned(),
+            Start::Beginning => "0".to_owned(),
+            Start::After(position) => position.as_str().to_owned(),
+        };
+        let key = self.stream_key(&channel);
+        let block = (inner.options.claim_after / 2).clamp(Duration::from_millis(10), MAX_BLOCK);
+        // Reads block for up to `block`: their timeout covers it.
+        let options = ClientOptions::new(inner.timeout, inner.timeout + block);
+        let reader = infra_redis::client(&inner.url, &options).map_err(|e| connect_error(inner.publisher.url(), e))?;
+        let reader = Connection::new(reader, &inner.url, inner.timeout);
+        reader.connect().await.map_err(|e| connect_error(reader.url(), e))?;
+        let consumer = Consumer {
+            reader,
+            timeout: inner.timeout,
+            dead_key: self.dead_letter_key(&channel),
+            channel,
+            key,
+            group,
+            name: format!("{}.{}", inner.source, EventId::new()),
+            private,
+            block,
+            options: inner.options.clone(),
+            sink,
+            stats: Arc::new(SubscriptionStats::default()),
+        };
+        if let Err(error) = consumer.create_group(&start).await {
+            consumer.reader.close().await;
+            return Err(error);
+        }
+        let stats = Arc::clone(&consumer.stats);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(supervise(Arc::new(consumer), stopped));
+        let detach: Detach = Box::new(move || {
+            let _ = stop.send(true);
+        });
+        Ok((stats, detach, task))
+    }
+}
+
+impl EventBus for DurableBus {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    /// Appends the event to its stream; `receivers` is 1 once it is stored.
+    fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
+        PublishFuture::new(async move {
+            self.start().await?;
+            let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+            let key = self.stream_key(channel);
+            let _: Value = self
+                .inner
+                .publisher
+                .client()
+                .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                .await
+                .map_err(|e| self.error("publish", &key, e))?;
+            Ok(Published { id: event.id, receivers: 1 })
+        })
+    }
+
+    fn publish_batch<'a>(
+        &'a self,
+        events: Vec<(String, serde_json::Value)>,
+    ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
+        Box::pin(async move {
+            self.start().await?;
+            let pipeline = self.inner.publisher.client().pipeline();
+            let mut sent = Vec::with_capacity(events.len());
+            for (channel, payload) in events {
+                let event = Envelope::new(channel.as_str(), self.inner.source.as_str(), payload);
+                let key = self.stream_key(&channel);
+                let () = pipeline
+                    .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                    .await
+                    .map_err(|e| self.error("publish_batch", &key, e))?;
+                sent.push((event.id, key));
+            }
+            let replies: Vec<std::result::Result<Value, FredError>> = pipeline.try_all().await;
+            Ok(sent
+                .into_iter()
+                .zip(replies)
+                .map(|((id, key), reply)| {
+                    reply.map(|_| Published { id, receivers: 1 }).map_err(|e| self.error("publish_batch", &key, e))
+                })
+                .collect())
+        })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: Topic,
+        handler: Arc<dyn Handler>,
+        options: SubscribeOptions,
+    ) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(async move {
+            let (stats, detach, task) = self.consume(topic, Sink::Handler(handler), options).await?;
+            Ok(Subscription::from_task(stats, detach, task))
+        })
+    }
+
+    /// Events are acknowledged once queued for the stream (a crash loses at most the queued
+    /// ones); the queue never drops, whatever [`SubscribeOptions::overflow`] says. Use
+    /// [`EventBus::subscribe`] to acknowledge after processing.
+    fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
+        Box::pin(async move {
+            // A capacity of 0 is refused by `consume`; the channel just must not panic first.
+            let (queue, receiver) = mpsc::channel(options.capacity.max(1));
+            let (stats, detach, _task) = self.consume(topic, Sink::Queue(queue), options).await?;
+            Ok(EventStream::from_queue(receiver, stats, detach))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_out_of_range_are_rejected() {
+        let error = DurableOptions::default().max_deliveries(0).check().unwrap_err();
+        assert_eq!(error.to_string(), "invalid subscription option: max_deliveries must be at least 1");
+        assert!(DurableOptions::default().claim_after(Duration::ZERO).check().is_err());
+        assert!(DurableOptions::default().stream_max_len(0).check().is_err());
+    }
+}
