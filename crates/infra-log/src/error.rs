@@ -7,6 +7,13 @@ pub enum LogError {
     /// A global subscriber is already installed (by an earlier `init` or another library).
     #[error("logging is already initialized in this process; call `init` once, at startup")]
     AlreadyInitialized,
+    /// Another `log` logger is installed (by another library, e.g. `env_logger`), so records of
+    /// the `log` crate cannot be bridged into this log. Nothing was installed: keep that logger
+    /// with [`LogBuilder::bridge_log(false)`](crate::LogBuilder::bridge_log), or remove it.
+    #[error(
+        "a `log` logger is already installed in this process; remove it or keep it with `LogBuilder::bridge_log(false)`"
+    )]
+    LoggerAlreadySet,
     /// The level or filter directives do not parse.
     #[error("invalid log filter `{directives}` from {origin}: {reason}")]
     InvalidFilter {

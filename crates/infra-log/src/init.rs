@@ -1,4 +1,5 @@
-//! Installing the subscriber: bunyan JSON or console text, through a non-blocking writer.
+//! Installing the subscriber: bunyan JSON or console text, through a non-blocking writer, and
+//! the bridge that brings `log` records into it.
 
 use std::{
     io::{self, IsTerminal, Write},
@@ -10,7 +11,7 @@ use std::{
 
 use infra_config::{LogFormat, LoggingConfig};
 use time::format_description::well_known::Rfc3339;
-use tracing::Dispatch;
+use tracing::{Dispatch, Metadata};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_bunyan_formatter::{BunyanFormattingLayer, JsonStorageLayer};
 use tracing_subscriber::{
@@ -20,14 +21,15 @@ use tracing_subscriber::{
     layer::SubscriberExt,
 };
 
-use crate::{LogError, redact};
+use crate::{LogError, bridge, redact};
 
 /// Lines the non-blocking writer buffers before it starts dropping (and counting) them.
 pub const DEFAULT_BUFFERED_LINES: usize = 128_000;
 /// The variable whose directives, when set, replace the configured level.
 pub const RUST_LOG: &str = "RUST_LOG";
 
-/// Installs the global subscriber described by `config`, writing to stdout.
+/// Installs the global subscriber described by `config`, writing to stdout, and bridges the
+/// records of the `log` crate into it (see [`LogBuilder::init`]).
 ///
 /// Keep the returned guard alive until the program ends: dropping it flushes the buffered
 /// lines. Calling `init` twice returns [`LogError::AlreadyInitialized`].
@@ -76,6 +78,7 @@ pub struct LogBuilder {
     writer: Option<BoxedWriter>,
     buffered_lines: usize,
     use_rust_log: bool,
+    bridge_log: bool,
 }
 
 struct BoxedWriter(Box<dyn Write + Send>);
@@ -96,6 +99,7 @@ impl LogBuilder {
             writer: None,
             buffered_lines: DEFAULT_BUFFERED_LINES,
             use_rust_log: true,
+            bridge_log: true,
         }
     }
 
@@ -123,17 +127,45 @@ impl LogBuilder {
         self
     }
 
-    /// Installs the subscriber globally.
+    /// Whether [`init`](Self::init) also installs the `log` → tracing bridge (default: yes).
+    /// Turn it off to keep another `log` logger; records of the `log` crate then go to it.
+    pub fn bridge_log(mut self, bridge: bool) -> Self {
+        self.bridge_log = bridge;
+        self
+    }
+
+    /// Installs the subscriber globally and, unless [`bridge_log(false)`](Self::bridge_log),
+    /// makes it the `log` crate's logger too: records of libraries that log through `log`
+    /// (fred's reconnections and protocol errors) are filtered by the same level and targets
+    /// (their own target, e.g. `fred::router`), redacted and written like any other line.
+    ///
+    /// Fails with [`LogError::AlreadyInitialized`] when a subscriber is already installed, and
+    /// with [`LogError::LoggerAlreadySet`] when another `log` logger is (in which case nothing
+    /// is installed). The bridge is installed first, so that this second failure leaves nothing
+    /// behind; if the subscriber then cannot be installed, the bridge stays and feeds the
+    /// subscriber already there.
     pub fn init(self) -> Result<LogGuard, LogError> {
-        let (dispatch, guard) = self.build()?;
+        let bridge_log = self.bridge_log;
+        let (dispatch, guard, max_level) = self.build_parts()?;
+        if bridge_log {
+            bridge::install(max_level)?;
+        }
         tracing::dispatcher::set_global_default(dispatch).map_err(|_| LogError::AlreadyInitialized)?;
         Ok(guard)
     }
 
     /// Builds the subscriber without installing it, for scoped use
-    /// (`tracing::dispatcher::with_default`) in tests and embedders.
+    /// (`tracing::dispatcher::with_default`) in tests and embedders. No `log` bridge is
+    /// installed; an embedder wanting one installs `tracing_log::LogTracer`, which feeds the
+    /// current subscriber, scoped or global.
     pub fn build(self) -> Result<(Dispatch, LogGuard), LogError> {
+        self.build_parts().map(|(dispatch, guard, _)| (dispatch, guard))
+    }
+
+    /// The subscriber, its guard and the most verbose level its filter enables.
+    fn build_parts(self) -> Result<(Dispatch, LogGuard, LevelFilter), LogError> {
         let filter = self.filter()?;
+        let max_level = Layer::<Registry>::max_level_hint(&filter).unwrap_or(LevelFilter::TRACE);
         let (ansi, writer): (bool, Box<dyn Write + Send>) = match self.writer {
             Some(BoxedWriter(writer)) => (false, writer),
             None => (io::stdout().is_terminal(), Box::new(io::stdout())),
@@ -165,7 +197,7 @@ impl LogBuilder {
                 tracing_subscriber::fmt::layer().fmt_fields(redact::RedactingFields).with_ansi(ansi).with_writer(sink),
             )),
         };
-        Ok((dispatch, LogGuard { drops, worker: Some(worker) }))
+        Ok((dispatch, LogGuard { drops, worker: Some(worker) }, max_level))
     }
 
     fn filter(&self) -> Result<Targets, LogError> {
@@ -211,8 +243,9 @@ where
     }
 }
 
-/// The writer every formatter writes through: redacts JSON lines, reports dropped lines, and
-/// hands each line to the non-blocking writer in one piece.
+/// The writer every formatter writes through: redacts lines (and gives bridged `log` records
+/// their own target in JSON), reports dropped lines, and hands each line to the non-blocking
+/// writer in one piece.
 #[derive(Clone)]
 struct Sink {
     inner: NonBlocking,
@@ -275,22 +308,30 @@ impl<'a> MakeWriter<'a> for Sink {
     type Writer = LineWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter { sink: self }
+        LineWriter { sink: self, bridged: false }
+    }
+
+    fn make_writer_for(&'a self, metadata: &Metadata<'_>) -> Self::Writer {
+        LineWriter { sink: self, bridged: bridge::is_bridged(metadata) }
     }
 }
 
 struct LineWriter<'a> {
     sink: &'a Sink,
+    /// The line is a bridged `log` record (its formatter gave the metadata).
+    bridged: bool,
 }
 
 impl Write for LineWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut out = self.sink.inner.clone();
         let before = self.sink.drops.counter.dropped_lines();
-        if self.sink.json {
+        if self.sink.json && self.bridged {
+            out.write_all(&redact::redact_json_line(&bridge::normalize_json_line(buf)))?;
+        } else if self.sink.json {
             out.write_all(&redact::redact_json_line(buf))?;
         } else {
-            out.write_all(buf)?;
+            out.write_all(&redact::redact_text_line(buf))?;
         }
         let after = self.sink.drops.counter.dropped_lines();
         if after == before && after > 0 {

@@ -18,7 +18,14 @@
 //!   sets the correlation ID) or `node_id`; [`bind!`] binds any key-values.
 //! - Timing: [`timed`] logs an operation's `duration_ms` and outcome, as WARN when slow.
 //! - Redaction: fields named like `password`, `token`, `secret`, `api_key` or
-//!   `authorization` are written as `[REDACTED]`, in JSON and console output and in span fields.
+//!   `authorization` are written as `[REDACTED]`, in JSON and console output and in span fields;
+//!   the secrets of URLs anywhere in a line (passwords, lone user-info tokens, `sentinelPassword`
+//!   and other secret query parameters) as `***`, exactly as [`infra_config::RedisUrl`] shows
+//!   them.
+//! - The `log` crate: [`init`] also makes the subscriber the `log` crate's logger, so records
+//!   of libraries that log through `log` (fred reports reconnections and protocol errors that
+//!   way) are filtered by the same level and targets, redacted and written like any other line,
+//!   under their own target.
 //!
 //! # Feature flags
 //!
@@ -65,6 +72,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod bridge;
 mod context;
 mod correlation;
 mod error;

@@ -1,11 +1,17 @@
-//! Field redaction: values of fields named like secrets are written as `[REDACTED]`.
+//! Redaction: values of fields named like secrets are written as `[REDACTED]`, and the secrets
+//! of URLs anywhere in a line (user-info, `sentinelPassword=` and other secret query
+//! parameters) as `***`.
 //!
-//! A field is sensitive when its name, in lowercase, contains one of [`SENSITIVE_NAMES`]. JSON
-//! lines are checked with a fast byte search first and only parsed when a candidate appears;
-//! console lines are redacted while their fields are formatted.
+//! A field is sensitive when its name, in lowercase, contains one of [`SENSITIVE_NAMES`]. URLs
+//! are redacted by [`infra_config::redact_urls_in`], the same function that renders a
+//! `RedisUrl`, so a URL logged as a plain string reads exactly like one logged as a `RedisUrl`.
+//! JSON lines are checked with a fast byte search first and only parsed when a candidate
+//! appears; console lines have their fields redacted while formatted, and their URLs once
+//! written.
 
 use std::{borrow::Cow, fmt};
 
+use infra_config::redact_urls_in;
 use memchr::memmem;
 use serde_json::Value;
 use tracing::field::Field;
@@ -27,10 +33,17 @@ pub fn is_sensitive(name: &str) -> bool {
 /// `password` both match.
 const TAILS: &[&str] = &["assword", "asswd", "oken", "ecret", "pi_key", "pikey", "uthorization"];
 
-/// Redacts the sensitive fields of one JSON log line (top level and nested objects).
-/// Lines without a candidate name, the vast majority, are returned as they are.
+/// Whether a line may hold a URL with a secret: one needs a `://`, and an `@` (user-info) or a
+/// `?` (query).
+fn may_hold_url_secret(line: &[u8]) -> bool {
+    memmem::find(line, b"://").is_some() && memchr::memchr2(b'@', b'?', line).is_some()
+}
+
+/// Redacts the sensitive fields of one JSON log line (top level and nested objects) and the
+/// URLs in its string values. Lines without a candidate, the vast majority, are returned as
+/// they are.
 pub(crate) fn redact_json_line(line: &[u8]) -> Cow<'_, [u8]> {
-    if !TAILS.iter().any(|tail| memmem::find(line, tail.as_bytes()).is_some()) {
+    if !TAILS.iter().any(|tail| memmem::find(line, tail.as_bytes()).is_some()) && !may_hold_url_secret(line) {
         return Cow::Borrowed(line);
     }
     let Ok(mut value) = serde_json::from_slice::<Value>(line) else {
@@ -64,8 +77,25 @@ fn redact_value(value: &mut Value) -> bool {
             changed
         }
         Value::Array(items) => items.iter_mut().fold(false, |changed, item| redact_value(item) | changed),
+        Value::String(text) if text.contains("://") => {
+            let redacted = redact_urls_in(text);
+            let changed = redacted != *text;
+            *text = redacted;
+            changed
+        }
         _ => false,
     }
+}
+
+/// Redacts the URLs of one console line; lines without a candidate are returned as they are.
+pub(crate) fn redact_text_line(line: &[u8]) -> Cow<'_, [u8]> {
+    if !may_hold_url_secret(line) {
+        return Cow::Borrowed(line);
+    }
+    // Lossy: a line that is not UTF-8 is still redacted rather than written as it is.
+    let text = String::from_utf8_lossy(line);
+    let redacted = redact_urls_in(&text);
+    if redacted == text { Cow::Borrowed(line) } else { Cow::Owned(redacted.into_bytes()) }
 }
 
 /// Field formatter for console output: like the default one, but sensitive values are
@@ -101,8 +131,12 @@ impl Visit for RedactingVisitor<'_> {
             return;
         }
         let separator = if self.first { "" } else { " " };
-        self.first = false;
         let name = field.name();
+        if name.starts_with("log.") {
+            // A bridged `log` record's metadata, already shown as the line's target.
+            return;
+        }
+        self.first = false;
         self.result = if name == "message" {
             write!(self.writer, "{separator}{value:?}")
         } else if is_sensitive(name) {
@@ -170,6 +204,45 @@ mod tests {
         assert_eq!(value["Password"], REDACTED);
         assert_eq!(value["ctx"]["api_key"], REDACTED);
         assert_eq!(value["n"], 1);
+    }
+
+    #[test]
+    fn json_lines_have_url_secrets_replaced_in_any_string() {
+        let line = concat!(
+            r#"{"msg":"reconnecting to redis-sentinel://s:26379/0?sentinelServiceName=m&sentinelPassword=pw1 now","#,
+            r#""url":"redis://bot:pw2@h:6379","ctx":{"urls":["redis://tok3n@h"]},"n":1}"#,
+            "\n"
+        );
+        let out = redact_json_line(line.as_bytes());
+        let text = std::str::from_utf8(&out).unwrap();
+        for secret in ["pw1", "pw2", "tok3n"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+        let value: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            value["msg"],
+            "reconnecting to redis-sentinel://s:26379/0?sentinelServiceName=m&sentinelPassword=*** now"
+        );
+        assert_eq!(value["url"], "redis://bot:***@h:6379");
+        assert_eq!(value["ctx"]["urls"][0], "redis://***@h");
+        // The same text as a `RedisUrl` shows.
+        let url = infra_config::RedisUrl::parse("redis://bot:pw2@h:6379").unwrap();
+        assert_eq!(value["url"], url.to_string());
+        // URLs without secrets leave the line as it was.
+        let line = br#"{"msg":"GET https://example.com/a?b=1 and redis://h:6379"}"#;
+        assert!(matches!(redact_json_line(line), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn console_lines_have_url_secrets_replaced() {
+        let line = b"2024-01-01T00:00:00Z  WARN fred::router: reconnecting to redis://u:pw@host:6379 url=\"redis://h?token=t0k\"\n";
+        let out = redact_text_line(line);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "2024-01-01T00:00:00Z  WARN fred::router: reconnecting to redis://u:***@host:6379 url=\"redis://h?token=***\"\n"
+        );
+        let line = b"INFO bot: order placed price=1.5 at https://x/y\n";
+        assert!(matches!(redact_text_line(line), Cow::Borrowed(_)));
     }
 
     #[test]
