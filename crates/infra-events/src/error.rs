@@ -4,13 +4,23 @@
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything an [`EventBus`](crate::EventBus) operation can fail with.
+///
+/// [`EventsError::is_transient`] and [`EventsError::may_have_been_applied`] say whether to
+/// retry: a publish is not idempotent (subscribers would see the event twice), so it must not
+/// be repeated after an error that may have been applied. Each variant's documentation gives
+/// both answers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventsError {
-    /// A subscription option out of range.
+    /// A subscription option out of range. Neither transient nor applied.
     #[error("invalid subscription option: {0}")]
     InvalidOption(&'static str),
     /// Redis could not be reached (the URL's password is redacted).
+    ///
+    /// Transient, and may have been applied: the variant covers a refused connection attempt
+    /// (nothing sent) as well as a connection that dropped with a publish in flight, which
+    /// Redis may have delivered, and does not say which. (A client that cannot be built from
+    /// the URL, or a closed bus, is reported this way too; those repeat.)
     #[error("cannot reach redis at {url}")]
     Connection {
         /// The URL, password redacted.
@@ -19,7 +29,9 @@ pub enum EventsError {
         #[source]
         source: BoxError,
     },
-    /// An operation did not complete in time.
+    /// An operation did not complete in time. Transient; may have been applied (a publish may
+    /// have reached Redis before the bound), except for the `connect` operation, which sends
+    /// nothing.
     #[error("{operation} `{target}` timed out after {timeout:?}")]
     Timeout {
         /// The operation.
@@ -30,7 +42,8 @@ pub enum EventsError {
         /// The bound.
         timeout: std::time::Duration,
     },
-    /// The configuration names a backend this build does not include.
+    /// The configuration names a backend this build does not include. Neither transient nor
+    /// applied.
     #[error("the {backend} backend is not compiled in; enable the `{feature}` feature of infra-events")]
     BackendNotCompiled {
         /// The configured backend.
@@ -39,7 +52,7 @@ pub enum EventsError {
         feature: &'static str,
     },
     /// A subscription option this bus does not offer (consumer groups and start positions
-    /// belong to the durable mode).
+    /// belong to the durable mode). Neither transient nor applied.
     #[error("the `{option}` subscription option needs the durable mode; the {backend} bus does not offer it")]
     Unsupported {
         /// The option.
@@ -47,7 +60,8 @@ pub enum EventsError {
         /// The bus that rejected it (`memory`, `redis`).
         backend: &'static str,
     },
-    /// A pattern subscription on the durable bus: streams are read by name.
+    /// A pattern subscription on the durable bus: streams are read by name. Neither transient
+    /// nor applied.
     #[error(
         "pattern subscription `{pattern}` is not offered in durable mode: redis streams are read by name, subscribe to each channel"
     )]
@@ -55,13 +69,16 @@ pub enum EventsError {
         /// The pattern, as written.
         pattern: String,
     },
-    /// The configuration asks for durable events on a backend without them.
+    /// The configuration asks for durable events on a backend without them. Neither transient
+    /// nor applied.
     #[error("durable mode needs `events.backend = \"redis\"`: the memory bus keeps nothing across restarts")]
     DurableNeedsRedis,
-    /// A stream position that is not a Redis stream ID.
+    /// A stream position that is not a Redis stream ID. Neither transient nor applied.
     #[error("`{0}` is not a stream position: expected `<milliseconds>-<sequence>` such as `1764320000000-0`")]
     InvalidPosition(String),
-    /// Redis refused a command (other than for connection reasons).
+    /// Redis refused a command (other than for connection reasons), or its reply could not be
+    /// read. Not transient, and may have been applied: a script can fail after one of its
+    /// writes, and an unreadable reply says nothing of the outcome.
     #[error("redis refused {operation} on `{key}`")]
     Backend {
         /// The operation.
@@ -72,10 +89,95 @@ pub enum EventsError {
         #[source]
         source: BoxError,
     },
-    /// The Redis backend was configured without a URL.
+    /// The Redis backend was configured without a URL. Neither transient nor applied.
     #[error("the redis backend needs `events.redis_url`")]
     MissingUrl,
 }
 
+impl EventsError {
+    /// Whether another attempt may succeed: only for [`EventsError::Timeout`] and
+    /// [`EventsError::Connection`] (Redis was slow or unreachable). The other errors repeat: an
+    /// option or position that is not valid, a configuration error, a refusal by Redis.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Connection { .. } => true,
+            Self::InvalidOption(_)
+            | Self::BackendNotCompiled { .. }
+            | Self::Unsupported { .. }
+            | Self::PatternNotDurable { .. }
+            | Self::DurableNeedsRedis
+            | Self::InvalidPosition(_)
+            | Self::Backend { .. }
+            | Self::MissingUrl => false,
+        }
+    }
+
+    /// Whether the operation may have taken effect although it failed (an event published, an
+    /// entry added): true for [`EventsError::Connection`], [`EventsError::Backend`] and a
+    /// [`EventsError::Timeout`] of anything but `connect` (the answer when unsure), false for
+    /// errors raised before anything was sent.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            // The operation names are this crate's own; connecting happens before any command.
+            Self::Timeout { operation, .. } => *operation != "connect",
+            Self::Connection { .. } | Self::Backend { .. } => true,
+            Self::InvalidOption(_)
+            | Self::BackendNotCompiled { .. }
+            | Self::Unsupported { .. }
+            | Self::PatternNotDurable { .. }
+            | Self::DurableNeedsRedis
+            | Self::InvalidPosition(_)
+            | Self::MissingUrl => false,
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = EventsError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn timeout(operation: &'static str) -> EventsError {
+        EventsError::Timeout { operation, target: "ns:orders".into(), timeout: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn a_publish_cut_short_is_transient_and_may_have_been_delivered() {
+        let connection = EventsError::Connection { url: "redis://localhost:1".into(), source: "reset".into() };
+        for error in [timeout("publish"), timeout("publish_batch"), connection] {
+            assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_connect_that_timed_out_sent_nothing() {
+        let error = timeout("connect");
+        assert!(error.is_transient() && !error.may_have_been_applied());
+    }
+
+    #[test]
+    fn a_refusal_by_redis_repeats_and_may_have_been_applied() {
+        let error = EventsError::Backend { operation: "publish", key: "ns:stream:orders".into(), source: "ERR".into() };
+        assert!(!error.is_transient() && error.may_have_been_applied());
+    }
+
+    #[test]
+    fn errors_raised_before_sending_are_neither_transient_nor_applied() {
+        let errors = [
+            EventsError::InvalidOption("capacity must be positive"),
+            EventsError::BackendNotCompiled { backend: "redis", feature: "redis" },
+            EventsError::Unsupported { option: "group", backend: "memory" },
+            EventsError::PatternNotDurable { pattern: "orders.*".into() },
+            EventsError::DurableNeedsRedis,
+            EventsError::InvalidPosition("soon".into()),
+            EventsError::MissingUrl,
+        ];
+        for error in errors {
+            assert!(!error.is_transient() && !error.may_have_been_applied(), "{error}");
+        }
+    }
+}

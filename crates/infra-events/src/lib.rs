@@ -51,6 +51,8 @@ mod envelope;
 mod error;
 mod factory;
 mod pattern;
+#[cfg(feature = "resilience")]
+mod retry_class;
 
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

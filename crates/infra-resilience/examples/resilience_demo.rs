@@ -16,7 +16,8 @@ use std::{
 };
 
 use infra_resilience::{
-    Backoff, BreakerSettings, BreakerState, CircuitBreaker, Jitter, Policy, ResilienceError, Retry,
+    Backoff, BreakerSettings, BreakerState, CircuitBreaker, Idempotency, Jitter, Policy, ResilienceError, Retry,
+    RetryClass,
 };
 use tokio::time::Instant;
 
@@ -37,6 +38,17 @@ impl std::fmt::Display for ExchangeError {
 }
 
 impl std::error::Error for ExchangeError {}
+
+impl RetryClass for ExchangeError {
+    fn is_transient(&self) -> bool {
+        true
+    }
+
+    fn may_have_been_applied(&self) -> bool {
+        // A 429 is refused before anything runs; a 503 from a gateway says nothing.
+        matches!(self, Self::Unavailable)
+    }
+}
 
 /// An exchange whose behaviour depends on the simulated time since it started.
 struct FlakyExchange {
@@ -73,6 +85,8 @@ async fn main() {
         .retry(
             Retry::new()
                 .max_attempts(3)
+                // A price read is safe to repeat; placing an order would be `NonIdempotent`.
+                .idempotency(Idempotency::Idempotent)
                 .backoff(Backoff {
                     initial: Duration::from_millis(200),
                     max: Duration::from_secs(2),

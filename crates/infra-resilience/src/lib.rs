@@ -11,7 +11,10 @@
 //! - [`timeout()`] per attempt and an overall deadline across retries, as typed errors;
 //! - [`Bulkhead`]: a bound on concurrent calls, rejecting or waiting (bounded);
 //! - [`Policy`]: fallback → deadline → retry → breaker → timeout → bulkhead, and [`presets`]
-//!   for an exchange REST API, Redis and a webhook.
+//!   for an exchange REST API, Redis and a webhook;
+//! - [`RetryClass`] and [`Idempotency`]: whether an error is worth retrying and whether the
+//!   failed call may have been applied, so that an operation that is not idempotent (an order,
+//!   an increment) is never repeated after it may have taken effect.
 //!
 //! Everything runs on tokio's clock, so tests on a paused clock see exact schedules.
 //!
@@ -36,15 +39,16 @@
 //!     .timeout(Duration::from_millis(500))
 //!     .build();
 //!
+//! // A read, so repeating it is harmless (see `Retry::idempotency` for calls that are not).
 //! let mut calls = 0;
-//! let order_id = policy
+//! let balance = policy
 //!     .call(|| {
 //!         calls += 1;
 //!         let attempt = calls;
 //!         async move { if attempt < 3 { Err("502 bad gateway".to_owned()) } else { Ok(42) } }
 //!     })
 //!     .await;
-//! assert_eq!(order_id.unwrap(), 42);
+//! assert_eq!(balance.unwrap(), 42);
 //!
 //! let never = policy.call(|| std::future::pending::<Result<u64, String>>()).await;
 //! assert!(matches!(never, Err(ResilienceError::Timeout { attempts: 4, .. })));
@@ -63,6 +67,7 @@ mod names;
 mod policy;
 pub mod presets;
 mod retry;
+mod retry_class;
 mod timeout;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -77,4 +82,5 @@ pub use bulkhead::{Bulkhead, BulkheadSlot};
 pub use error::{ReopensAt, ResilienceError};
 pub use policy::{Policy, PolicyBuilder};
 pub use retry::{Retry, RetryEvent};
+pub use retry_class::{Idempotency, RetryClass};
 pub use timeout::timeout;

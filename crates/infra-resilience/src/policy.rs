@@ -111,6 +111,11 @@ impl<T, E> Policy<T, E> {
 
     /// A policy from the configuration's defaults: its retry, a breaker named `name` from the
     /// process-wide [`BreakerRegistry`], its per-attempt timeout and overall deadline.
+    ///
+    /// Its retry repeats every operation error and timeout; for an operation that is not
+    /// idempotent, replace it with
+    /// `Retry::from_config(&config.retry).idempotency(Idempotency::NonIdempotent)`
+    /// (see [`Retry::idempotency`]).
     pub fn from_config(config: &ResilienceConfig, name: &str) -> PolicyBuilder<T, E> {
         let settings = BreakerSettings::from_config(&config.breaker);
         Self::builder()

@@ -5,7 +5,7 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 use infra_config::RetryConfig;
 use tokio::time::Instant;
 
-use crate::{Backoff, ResilienceError, RetryBudget};
+use crate::{Backoff, Idempotency, ResilienceError, RetryBudget, RetryClass};
 
 type RetryIf<E> = Arc<dyn Fn(&ResilienceError<E>) -> bool + Send + Sync>;
 type RetryAfter<E> = Arc<dyn Fn(&E) -> Option<Duration> + Send + Sync>;
@@ -30,6 +30,10 @@ pub struct RetryEvent<'a, E> {
 /// wait would pass `max_elapsed` (counted from the first failure, so a first attempt that
 /// succeeds reads no clock) or the caller's deadline, or when the shared [`RetryBudget`] is
 /// drained. Giving up returns the last error, which says how many attempts were made.
+///
+/// The default predicate retries every operation error and every timeout, which repeats a call
+/// that may already have been applied: for an operation that is not idempotent (placing an
+/// order, an increment) use [`Retry::idempotency`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -146,6 +150,17 @@ impl<E> Retry<E> {
     pub fn retry_if(mut self, predicate: impl Fn(&ResilienceError<E>) -> bool + Send + Sync + 'static) -> Self {
         self.retry_if = Some(Arc::new(predicate));
         self
+    }
+
+    /// Retries only what `idempotency` [allows](Idempotency::allows_retry) for an operation
+    /// failing with `E`: with [`Idempotency::NonIdempotent`], never a timeout or an error that
+    /// may have been applied. Replaces [`Retry::retry_if`].
+    #[must_use]
+    pub fn idempotency(self, idempotency: Idempotency) -> Self
+    where
+        E: RetryClass + 'static,
+    {
+        self.retry_if(move |error| idempotency.allows_retry(error))
     }
 
     /// Reads a retry-after hint from the operation's error (an HTTP 429's `Retry-After`): the

@@ -2,6 +2,7 @@
 //! fallbacks, presets and configuration.
 
 use std::{
+    io,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -11,7 +12,8 @@ use std::{
 
 use infra_config::{Config, Environment};
 use infra_resilience::{
-    Backoff, BreakerSettings, BreakerState, Bulkhead, CircuitBreaker, Jitter, Policy, ResilienceError, Retry, presets,
+    Backoff, BreakerSettings, BreakerState, Bulkhead, CircuitBreaker, Idempotency, Jitter, Policy, ResilienceError,
+    Retry, presets,
 };
 use tokio::time::Instant;
 
@@ -139,7 +141,7 @@ async fn the_breaker_predicate_decides_what_is_the_dependencys_fault() {
 
 #[tokio::test(start_paused = true)]
 async fn presets_and_configuration_build_working_policies() {
-    let exchange = presets::exchange_rest::<u32, String>("preset-exchange").build();
+    let exchange = presets::exchange_rest::<u32, io::Error>("preset-exchange", Idempotency::Idempotent).build();
     assert_eq!(exchange.circuit_breaker().unwrap().name(), "preset-exchange");
     assert_eq!(exchange.bulkhead().unwrap().available(), 10);
     let mut calls = 0;
@@ -147,13 +149,13 @@ async fn presets_and_configuration_build_working_policies() {
         .call(|| {
             calls += 1;
             let n = calls;
-            async move { if n < 2 { Err("timeout".to_owned()) } else { Ok(n) } }
+            async move { if n < 2 { Err(io::Error::from(io::ErrorKind::TimedOut)) } else { Ok(n) } }
         })
         .await;
     assert_eq!(value.unwrap(), 2);
-    let redis = presets::redis::<(), String>("preset-redis").build();
+    let redis = presets::redis::<(), io::Error>("preset-redis", Idempotency::NonIdempotent).build();
     assert_eq!(redis.circuit_breaker().unwrap().settings().open_duration, MS(5_000));
-    let webhook = presets::webhook::<(), String>("preset-webhook").build();
+    let webhook = presets::webhook::<(), io::Error>("preset-webhook", Idempotency::Idempotent).build();
     assert_eq!(webhook.bulkhead().unwrap().available(), 4);
 
     let config = Config::for_env(Environment::Production).resilience;

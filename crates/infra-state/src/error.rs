@@ -6,10 +6,15 @@ use std::time::Duration;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything a [`StateStore`](crate::StateStore) operation can fail with.
+///
+/// [`StateError::is_transient`] and [`StateError::may_have_been_applied`] say whether to retry:
+/// an operation that is not idempotent (an increment, a set-if-absent, a compare-and-swap) must
+/// not be repeated after an error that may have been applied. Each variant's documentation
+/// gives both answers.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
-    /// The key is not usable (empty).
+    /// The key is not usable (empty). Neither transient nor applied.
     #[error("invalid key `{key}`: {reason}")]
     InvalidKey {
         /// The key as given.
@@ -17,7 +22,7 @@ pub enum StateError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A time to live below one millisecond.
+    /// A time to live below one millisecond. Neither transient nor applied.
     #[error("invalid ttl {ttl:?} for key `{key}`: a ttl must be at least 1 ms")]
     InvalidTtl {
         /// The key.
@@ -25,13 +30,14 @@ pub enum StateError {
         /// The rejected duration.
         ttl: Duration,
     },
-    /// A version string that no store produced.
+    /// A version string that no store produced. Neither transient nor applied.
     #[error("invalid version `{version}`: expected 40 lowercase hex digits")]
     InvalidVersion {
         /// The rejected text (cut to 64 characters).
         version: String,
     },
-    /// An integer increment on a value that is not a 64-bit integer.
+    /// An integer increment on a value that is not a 64-bit integer. Neither transient nor
+    /// applied: the value is left as it was.
     #[error("cannot increment `{key}` by {by}: its value is not an integer")]
     NotAnInteger {
         /// The key.
@@ -39,7 +45,7 @@ pub enum StateError {
         /// The increment.
         by: i64,
     },
-    /// A float increment on a value that is not a number.
+    /// A float increment on a value that is not a number. Neither transient nor applied.
     #[error("cannot increment `{key}` by {by}: its value is not a number")]
     NotANumber {
         /// The key.
@@ -48,7 +54,7 @@ pub enum StateError {
         by: f64,
     },
     /// An increment whose result does not fit (integer overflow, or a float that is NaN or
-    /// infinite).
+    /// infinite). Neither transient nor applied: checked before anything is written.
     #[error("cannot increment `{key}` by {by}: the result would overflow")]
     Overflow {
         /// The key.
@@ -56,7 +62,8 @@ pub enum StateError {
         /// The increment, as text.
         by: String,
     },
-    /// A stored value does not decode into the requested type.
+    /// A stored value does not decode into the requested type. Neither transient nor applied
+    /// (raised by reads, and by `update_json` before it writes).
     #[error("cannot decode the value of `{key}` as {type_name}")]
     Decode {
         /// The key.
@@ -67,7 +74,7 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
-    /// A value does not serialize to JSON.
+    /// A value does not serialize to JSON. Neither transient nor applied: nothing was sent.
     #[error("cannot encode the value for `{key}` as JSON")]
     Encode {
         /// The key.
@@ -76,13 +83,16 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
-    /// A stored value is not UTF-8 text (written by another client).
+    /// A stored value is not UTF-8 text (written by another client). Neither transient nor
+    /// applied (raised by reads).
     #[error("the value of `{key}` is not UTF-8 text")]
     NotText {
         /// The key.
         key: String,
     },
-    /// The call did not complete in time (the backend is slow or unreachable).
+    /// The call did not complete in time (the backend is slow or unreachable). Transient, and
+    /// may have been applied: the command may have reached the server before the bound. (A
+    /// first connection that timed out sent nothing, but is reported the same way.)
     #[error("{operation} `{key}` timed out after {timeout:?}")]
     Timeout {
         /// The operation, e.g. `get`.
@@ -93,6 +103,11 @@ pub enum StateError {
         timeout: Duration,
     },
     /// The backend could not be reached. The URL's password is redacted.
+    ///
+    /// Transient, and may have been applied: the variant covers a refused connection attempt
+    /// (nothing sent) as well as a connection lost, or a command cut short, with the command in
+    /// flight, and does not say which. (A client that cannot be built from the URL is reported
+    /// this way too; that error repeats.)
     #[error("cannot reach {backend} at {url}")]
     Connection {
         /// `redis`.
@@ -103,7 +118,10 @@ pub enum StateError {
         #[source]
         source: BoxError,
     },
-    /// The backend failed in another way.
+    /// The backend failed in another way: it refused the command (a wrong type, a script
+    /// error, a missing permission) or the client could not read its reply. Not transient, and
+    /// may have been applied: a script can fail after one of its writes, and an unreadable reply
+    /// says nothing of the outcome.
     #[error("{backend} failed during {operation} `{key}`")]
     Backend {
         /// `redis`.
@@ -116,7 +134,8 @@ pub enum StateError {
         #[source]
         source: BoxError,
     },
-    /// The configuration names a backend this build does not include.
+    /// The configuration names a backend this build does not include. Neither transient nor
+    /// applied.
     #[error("the {backend} backend is not compiled in; enable the `{feature}` feature of infra-state")]
     BackendNotCompiled {
         /// The configured backend.
@@ -124,10 +143,107 @@ pub enum StateError {
         /// The feature that provides it.
         feature: &'static str,
     },
-    /// The Redis backend was configured without a URL.
+    /// The Redis backend was configured without a URL. Neither transient nor applied.
     #[error("the redis backend needs `state.redis_url`")]
     MissingUrl,
 }
 
+impl StateError {
+    /// Whether another attempt may succeed: only for [`StateError::Timeout`] and
+    /// [`StateError::Connection`] (the backend was slow or unreachable). The other errors repeat:
+    /// a bad argument, a value of the wrong kind, a refusal by the backend, a configuration
+    /// error.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Connection { .. } => true,
+            Self::InvalidKey { .. }
+            | Self::InvalidTtl { .. }
+            | Self::InvalidVersion { .. }
+            | Self::NotAnInteger { .. }
+            | Self::NotANumber { .. }
+            | Self::Overflow { .. }
+            | Self::Decode { .. }
+            | Self::Encode { .. }
+            | Self::NotText { .. }
+            | Self::Backend { .. }
+            | Self::BackendNotCompiled { .. }
+            | Self::MissingUrl => false,
+        }
+    }
+
+    /// Whether the operation may have taken effect although it failed: true for
+    /// [`StateError::Timeout`], [`StateError::Connection`] and [`StateError::Backend`], whose
+    /// command may have been carried out (the answer when unsure), false for errors raised
+    /// before anything was written.
+    pub fn may_have_been_applied(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Connection { .. } | Self::Backend { .. } => true,
+            Self::InvalidKey { .. }
+            | Self::InvalidTtl { .. }
+            | Self::InvalidVersion { .. }
+            | Self::NotAnInteger { .. }
+            | Self::NotANumber { .. }
+            | Self::Overflow { .. }
+            | Self::Decode { .. }
+            | Self::Encode { .. }
+            | Self::NotText { .. }
+            | Self::BackendNotCompiled { .. }
+            | Self::MissingUrl => false,
+        }
+    }
+}
+
 /// The crate's result type.
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_error() -> serde_json::Error {
+        serde_json::from_str::<u32>("\"x\"").unwrap_err()
+    }
+
+    #[test]
+    fn an_unreachable_or_slow_backend_is_transient_and_may_have_applied_the_command() {
+        let timeout =
+            StateError::Timeout { operation: "increment", key: "fills".into(), timeout: Duration::from_millis(500) };
+        let connection =
+            StateError::Connection { backend: "redis", url: "redis://localhost:1".into(), source: "reset".into() };
+        for error in [timeout, connection] {
+            assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_by_the_backend_repeats_and_may_have_been_applied() {
+        let backend = StateError::Backend {
+            backend: "redis",
+            operation: "compare_and_swap",
+            key: "k".into(),
+            source: "ERR script failed".into(),
+        };
+        assert!(!backend.is_transient() && backend.may_have_been_applied());
+    }
+
+    #[test]
+    fn errors_raised_before_writing_are_neither_transient_nor_applied() {
+        let key = || "k".to_owned();
+        let errors = [
+            StateError::InvalidKey { key: String::new(), reason: "empty" },
+            StateError::InvalidTtl { key: key(), ttl: Duration::ZERO },
+            StateError::InvalidVersion { version: "v".into() },
+            StateError::NotAnInteger { key: key(), by: 1 },
+            StateError::NotANumber { key: key(), by: 1.5 },
+            StateError::Overflow { key: key(), by: "1".into() },
+            StateError::Decode { key: key(), type_name: "u32", source: json_error() },
+            StateError::Encode { key: key(), source: json_error() },
+            StateError::NotText { key: key() },
+            StateError::BackendNotCompiled { backend: "redis", feature: "redis" },
+            StateError::MissingUrl,
+        ];
+        for error in errors {
+            assert!(!error.is_transient() && !error.may_have_been_applied(), "{error}");
+        }
+    }
+}
