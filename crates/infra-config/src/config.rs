@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    Backend, ConfigError, ConfigLoader, Environment, EventsMode, Problems, RedisUrl,
+    Backend, ConfigError, ConfigLoader, Environment, Problems, RedisUrl,
     sections::{
         BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig, RetryConfig,
         StateConfig, TimeoutConfig,
@@ -48,6 +48,30 @@ impl Config {
         ConfigLoader::new().load()
     }
 
+    /// Loads the environment named `environment` (`development`, `staging` or `production`,
+    /// or `dev`, `stage`, `prod`, in any case): its preset, then `infra.toml` (or the file named
+    /// by `INFRA_CONFIG`), then `INFRA_...` environment variables, then validation.
+    ///
+    /// The same load as [`Config::load`], except that the argument names the environment and
+    /// `INFRA_ENV` is not read. An unknown name is [`ConfigError::UnknownEnvironment`], whose
+    /// message lists the valid names. For overrides in code or another file, use
+    /// [`Config::loader`].
+    ///
+    /// ```
+    /// use infra_config::{Config, Environment};
+    ///
+    /// let config = Config::load_env("development")?;
+    /// assert_eq!(config.environment, Environment::Development);
+    ///
+    /// let err = Config::load_env("prodution").unwrap_err();
+    /// assert!(err.to_string().ends_with("valid environments: development, staging, production"));
+    /// # Ok::<(), infra_config::ConfigError>(())
+    /// ```
+    pub fn load_env(environment: &str) -> Result<Self, ConfigError> {
+        let environment = crate::loader::parse_environment(environment, "the argument of `Config::load_env`")?;
+        ConfigLoader::new().environment(environment).load()
+    }
+
     /// A loader to choose the environment, the file or overrides before loading.
     pub fn loader() -> ConfigLoader {
         ConfigLoader::new()
@@ -77,24 +101,8 @@ impl Config {
         let development = environment == Environment::Development;
         Self {
             environment,
-            state: StateConfig {
-                backend,
-                redis_url: url.clone(),
-                namespace: namespace.to_owned(),
-                operation_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(5),
-            },
-            events: EventsConfig {
-                backend,
-                redis_url: url,
-                namespace: namespace.to_owned(),
-                operation_timeout: Duration::from_secs(2),
-                connect_timeout: Duration::from_secs(5),
-                mode: EventsMode::Ephemeral,
-                stream_max_len: 1_000_000,
-                claim_after: Duration::from_secs(30),
-                max_deliveries: 5,
-            },
+            state: StateConfig::with_backend(backend, url.clone(), namespace),
+            events: EventsConfig::with_backend(backend, url, namespace),
             logging: LoggingConfig {
                 level: if development { "debug" } else { "info" }.to_owned(),
                 format: if development { LogFormat::Console } else { LogFormat::Json },

@@ -37,9 +37,14 @@ impl fmt::Display for Environment {
     }
 }
 
+/// The canonical names, comma-separated, for error messages.
+pub(crate) fn valid_names() -> String {
+    Environment::ALL.map(Environment::as_str).join(", ")
+}
+
 /// A string that names no environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown environment `{name}`; valid environments: development, staging, production")]
+#[error("unknown environment `{name}`; valid environments: {}", valid_names())]
 pub struct UnknownEnvironment {
     /// What was given.
     pub name: String,

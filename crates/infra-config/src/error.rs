@@ -9,7 +9,7 @@ use crate::Environment;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The environment's name (from `INFRA_ENV` or code) is not one of the known ones.
-    #[error("unknown environment `{name}` in {origin}; valid environments: development, staging, production")]
+    #[error("unknown environment `{name}` in {origin}; valid environments: {}", crate::environment::valid_names())]
     UnknownEnvironment {
         /// What was given.
         name: String,
@@ -32,19 +32,31 @@ pub enum ConfigError {
         /// Every problem found, in key order.
         problems: Problems,
     },
+    /// A section built in code ([`StateConfig::validate`](crate::StateConfig::validate),
+    /// [`EventsConfig::validate`](crate::EventsConfig::validate)) has problems; every one of them
+    /// is listed, keys prefixed with the section's name as in a file.
+    #[error("invalid `{section}` section ({} problem{}):\n{problems}", problems.len(), if problems.len() == 1 { "" } else { "s" })]
+    InvalidSection {
+        /// The section's name: `state` or `events`.
+        section: &'static str,
+        /// Every problem found.
+        problems: Problems,
+    },
 }
 
 impl ConfigError {
-    /// The individual problems of an [`ConfigError::Invalid`] error (empty for the others).
+    /// The individual problems of an [`ConfigError::Invalid`] or [`ConfigError::InvalidSection`]
+    /// error (empty for the others).
     pub fn problems(&self) -> &[Problem] {
         match self {
-            Self::Invalid { problems, .. } => &problems.0,
+            Self::Invalid { problems, .. } | Self::InvalidSection { problems, .. } => &problems.0,
             _ => &[],
         }
     }
 }
 
-/// The list of problems carried by [`ConfigError::Invalid`]; displays one per line.
+/// The list of problems carried by [`ConfigError::Invalid`] and [`ConfigError::InvalidSection`];
+/// displays one per line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Problems(pub Vec<Problem>);
 

@@ -11,10 +11,17 @@
 //! | environment variables, `__` for nesting | `INFRA_STATE__REDIS_URL=redis://cache:6379` |
 //! | overrides in code | [`ConfigLoader::set("state.namespace", "eu")`](ConfigLoader::set) |
 //!
-//! `INFRA_ENV` (`development`, `staging`, `production`) selects the environment.
+//! `INFRA_ENV` (`development`, `staging`, `production`) selects the environment for
+//! [`Config::load`]; [`Config::load_env`] takes it as an argument instead.
 //! Loading validates the merged result and reports **every** problem at once, each naming its
 //! key and where the value came from (file and key, or variable name). Secrets, such as the
 //! password of a Redis URL, are redacted in `Debug`, `Display`, errors and dumps ([`RedisUrl`]).
+//!
+//! The state and events sections can also be built in code, without a preset:
+//! [`StateConfig::memory`], [`StateConfig::redis`], [`EventsConfig::memory`] and
+//! [`EventsConfig::redis`] (which takes a [`RedisUrl`] or a string), then builder-style setters.
+//! Setters take any value; `validate()` on the section (or [`Config::validate`]) checks it with
+//! the rules of a loaded configuration.
 //!
 //! # Feature flags
 //!
@@ -25,21 +32,36 @@
 //! # Example
 //!
 //! ```
-//! use infra_config::{Backend, Config, Environment, LogFormat};
+//! use std::time::Duration;
 //!
-//! // The development preset needs nothing installed: memory backends, console logs.
-//! let config = Config::loader()
-//!     .environment(Environment::Development)
-//!     .without_file()
-//!     .set("emergency.daily_loss_limit", -250.0)
-//!     .load()?;
+//! use infra_config::{Backend, Config, EventsConfig, LogFormat, StateConfig};
+//!
+//! // The usual start-up: an environment's preset, plus `infra.toml` and `INFRA_...` variables,
+//! // validated, in one call. Development needs nothing installed: memory backends, console logs.
+//! let config = Config::load_env("development")?;
 //! assert_eq!(config.state.backend, Backend::Memory);
 //! assert_eq!(config.logging.format, LogFormat::Console);
-//! assert_eq!(config.emergency.daily_loss_limit, -250.0);
+//!
+//! // A misspelt environment is an error that lists the valid names.
+//! let err = Config::load_env("prodution").unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "unknown environment `prodution` in the argument of `Config::load_env`; \
+//!      valid environments: development, staging, production"
+//! );
+//!
+//! // Sections built in code, without a preset; `validate` applies the rules of a loaded config.
+//! let state = StateConfig::redis("redis://:hunter2@cache.internal:6379")?
+//!     .namespace("arb-eu")
+//!     .operation_timeout(Duration::from_millis(500));
+//! let events = EventsConfig::memory().namespace("arb-eu");
+//! state.validate()?;
+//! events.validate()?;
+//! assert!(!format!("{state:?}").contains("hunter2"));
 //!
 //! // Wrong values are reported together, each with its key and source.
 //! let err = Config::loader()
-//!     .environment(Environment::Production)
+//!     .environment(infra_config::Environment::Production)
 //!     .without_file()
 //!     .without_env_vars()
 //!     .set("emergency.daily_loss_limit", 500.0)
@@ -47,11 +69,12 @@
 //!     .unwrap_err();
 //! assert_eq!(err.problems().len(), 3); // two missing Redis URLs and the sign of the limit
 //! println!("{err}");
-//! # Ok::<(), infra_config::ConfigError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod builders;
 mod config;
 mod diagnose;
 mod duration_ms;
@@ -63,6 +86,7 @@ mod sections;
 mod sources;
 mod validate;
 
+pub use builders::DEFAULT_NAMESPACE;
 pub use config::Config;
 pub use environment::{Environment, UnknownEnvironment};
 pub use error::{ConfigError, Origin, Problem, ProblemKind, Problems};

@@ -211,10 +211,7 @@ impl ConfigLoader {
             return Ok(Environment::default());
         }
         match std::env::var(ENV_VAR_ENVIRONMENT) {
-            Ok(name) => name.parse().map_err(|_| ConfigError::UnknownEnvironment {
-                name,
-                origin: format!("environment variable `{ENV_VAR_ENVIRONMENT}`"),
-            }),
+            Ok(name) => parse_environment(&name, &format!("environment variable `{ENV_VAR_ENVIRONMENT}`")),
             Err(_) => Ok(Environment::default()),
         }
     }
@@ -241,6 +238,11 @@ impl ConfigLoader {
             None => Ok(None),
         }
     }
+}
+
+/// Parses an environment's name given by `origin` (a variable, an argument), for the error.
+pub(crate) fn parse_environment(name: &str, origin: &str) -> Result<Environment, ConfigError> {
+    name.parse().map_err(|_| ConfigError::UnknownEnvironment { name: name.to_owned(), origin: origin.to_owned() })
 }
 
 /// Finds which leaves fail to deserialize, each on its own over the preset, so that every type

@@ -123,6 +123,38 @@ impl std::str::FromStr for RedisUrl {
     }
 }
 
+impl TryFrom<&str> for RedisUrl {
+    type Error = InvalidRedisUrl;
+
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<&String> for RedisUrl {
+    type Error = InvalidRedisUrl;
+
+    fn try_from(s: &String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for RedisUrl {
+    type Error = InvalidRedisUrl;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+/// Lets functions taking `impl TryInto<RedisUrl>` accept a [`RedisUrl`] itself, whose
+/// conversion cannot fail, with the same error type as a string's.
+impl From<std::convert::Infallible> for InvalidRedisUrl {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl fmt::Display for RedisUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())

@@ -2,7 +2,8 @@
 //!
 //! Durations are whole milliseconds and their keys end in `_ms`. Every section is
 //! `#[non_exhaustive]` so that new keys are not breaking changes; start from a preset
-//! ([`crate::Config::for_env`]) and change the fields you need.
+//! ([`crate::Config::for_env`]) and change the fields you need, or build the state and events
+//! sections in code: `StateConfig::memory()`, `EventsConfig::redis(url)?` and their setters.
 
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ pub struct EventsConfig {
     pub backend: Backend,
     /// Required when `backend = "redis"`. Its password is redacted everywhere.
     pub redis_url: Option<RedisUrl>,
-    /// Prefix of every channel. Same rules as [`StateConfig::namespace`].
+    /// Prefix of every channel. Same rules as [`StateConfig::namespace`](field@StateConfig::namespace).
     pub namespace: String,
     /// Upper bound on one publish (`operation_timeout_ms`).
     #[serde(rename = "operation_timeout_ms", with = "duration_ms")]

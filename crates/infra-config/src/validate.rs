@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::{
     Backend, Config, EventsConfig, EventsMode, Problem, ProblemKind,
-    sections::{BreakerConfig, EmergencyConfig, LoggingConfig, RetryConfig, TimeoutConfig},
+    sections::{BreakerConfig, EmergencyConfig, LoggingConfig, RetryConfig, StateConfig, TimeoutConfig},
 };
 
 /// Longest accepted namespace or bot id.
@@ -14,25 +14,32 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 
 /// Every problem of `config`, in a stable order. Origins are filled in by the loader.
 pub(crate) fn problems(config: &Config) -> Vec<Problem> {
-    let mut out = Vec::new();
-    backend_section(&mut out, "state", config.state.backend, config.state.redis_url.is_some(), &config.state.namespace);
-    positive_ms(&mut out, "state.operation_timeout_ms", config.state.operation_timeout);
-    positive_ms(&mut out, "state.connect_timeout_ms", config.state.connect_timeout);
-    backend_section(
-        &mut out,
-        "events",
-        config.events.backend,
-        config.events.redis_url.is_some(),
-        &config.events.namespace,
-    );
-    positive_ms(&mut out, "events.operation_timeout_ms", config.events.operation_timeout);
-    positive_ms(&mut out, "events.connect_timeout_ms", config.events.connect_timeout);
-    events_mode(&mut out, &config.events);
+    let mut out = state_problems(&config.state);
+    out.extend(events_problems(&config.events));
     logging(&mut out, &config.logging);
     emergency(&mut out, &config.emergency);
     retry(&mut out, &config.resilience.retry);
     breaker(&mut out, &config.resilience.breaker);
     timeout(&mut out, &config.resilience.timeout);
+    out
+}
+
+/// Every problem of the `state` section, keys prefixed with `state.`.
+pub(crate) fn state_problems(state: &StateConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    backend_section(&mut out, "state", state.backend, state.redis_url.is_some(), &state.namespace);
+    positive_ms(&mut out, "state.operation_timeout_ms", state.operation_timeout);
+    positive_ms(&mut out, "state.connect_timeout_ms", state.connect_timeout);
+    out
+}
+
+/// Every problem of the `events` section, keys prefixed with `events.`.
+pub(crate) fn events_problems(events: &EventsConfig) -> Vec<Problem> {
+    let mut out = Vec::new();
+    backend_section(&mut out, "events", events.backend, events.redis_url.is_some(), &events.namespace);
+    positive_ms(&mut out, "events.operation_timeout_ms", events.operation_timeout);
+    positive_ms(&mut out, "events.connect_timeout_ms", events.connect_timeout);
+    events_mode(&mut out, events);
     out
 }
 

@@ -1,5 +1,5 @@
-//! Installing the subscriber: bunyan JSON or console text, through a non-blocking writer, and
-//! the bridge that brings `log` records into it.
+//! Installing the subscriber: bunyan JSON (see `bunyan.rs`) or console text, through a
+//! non-blocking writer, and the bridge that brings `log` records into it.
 
 use std::{
     io::{self, IsTerminal, Write},
@@ -13,7 +13,7 @@ use infra_config::{LogFormat, LoggingConfig};
 use time::format_description::well_known::Rfc3339;
 use tracing::{Dispatch, Metadata};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
-use tracing_bunyan_formatter::{BunyanFormattingLayer, JsonStorageLayer};
+use tracing_bunyan_formatter::JsonStorageLayer;
 use tracing_subscriber::{
     Layer, Registry,
     filter::{LevelFilter, Targets},
@@ -21,7 +21,7 @@ use tracing_subscriber::{
     layer::SubscriberExt,
 };
 
-use crate::{LogError, bridge, redact};
+use crate::{LogError, bridge, bunyan::BunyanLayer, redact};
 
 /// Lines the non-blocking writer buffers before it starts dropping (and counting) them.
 pub const DEFAULT_BUFFERED_LINES: usize = 128_000;
@@ -188,10 +188,7 @@ impl LogBuilder {
         };
         let dispatch = match self.format {
             LogFormat::Json => Dispatch::new(
-                Registry::default()
-                    .with(filter)
-                    .with(JsonStorageLayer)
-                    .with(EventsOnly(BunyanFormattingLayer::new(self.name, sink))),
+                Registry::default().with(filter).with(JsonStorageLayer).with(BunyanLayer::new(self.name, sink)),
             ),
             LogFormat::Console => Dispatch::new(Registry::default().with(filter).with(
                 tracing_subscriber::fmt::layer().fmt_fields(redact::RedactingFields).with_ansi(ansi).with_writer(sink),
@@ -227,20 +224,6 @@ fn default_name() -> String {
         .ok()
         .and_then(|path| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "infra".to_owned())
-}
-
-/// The bunyan formatter minus its `[SPAN - START]`/`[SPAN - END]` records: our context spans
-/// would otherwise double the log volume (and show as ERROR records, being ERROR-level spans).
-struct EventsOnly<L>(L);
-
-impl<S, L> Layer<S> for EventsOnly<L>
-where
-    S: tracing::Subscriber,
-    L: Layer<S>,
-{
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
-        self.0.on_event(event, ctx);
-    }
 }
 
 /// The writer every formatter writes through: redacts lines (and gives bridged `log` records

@@ -2,8 +2,10 @@
 //! across tasks and processes.
 //!
 //! - [`init`] installs a [`tracing`] subscriber from [`LoggingConfig`](infra_config::LoggingConfig):
-//!   `json` writes one bunyan object per line through `tracing-bunyan-formatter` (`name`,
-//!   `level`, `time`, `msg`, and every field of the enclosing spans); `console` writes readable
+//!   `json` writes one bunyan object per line (`name`, `level`, `time`, `msg`, the event's
+//!   fields and every field of the enclosing spans); `msg` is exactly the call site's message,
+//!   and the name of the innermost span of the program (infra-log's own context spans aside)
+//!   is the `span` field, never a prefix of `msg`. `console` writes readable
 //!   text, coloured on a terminal. Lines go through a non-blocking writer so a slow sink never
 //!   blocks a trading task; a line that cannot be buffered is dropped, counted
 //!   ([`LogGuard::dropped_lines`]) and reported by a WARN line in the log.
@@ -64,6 +66,7 @@
 //! drop(guard); // flushes
 //! let text = String::from_utf8(buffer.lock().unwrap().clone()).unwrap();
 //! let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+//! assert_eq!(line["msg"], "order placed");
 //! assert_eq!(line["correlation_id"], "exec-42");
 //! assert_eq!(line["bot_id"], "bot-1");
 //! assert_eq!(line["api_key"], "[REDACTED]");
@@ -73,6 +76,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod bridge;
+mod bunyan;
 mod context;
 mod correlation;
 mod error;

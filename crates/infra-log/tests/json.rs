@@ -36,11 +36,9 @@ fn flush(guard: LogGuard) {
     drop(guard);
 }
 
-fn find<'a>(lines: &'a [Value], message_suffix: &str) -> &'a Value {
-    lines
-        .iter()
-        .find(|l| l["msg"].as_str().is_some_and(|m| m.ends_with(message_suffix)))
-        .unwrap_or_else(|| panic!("no line ending with {message_suffix:?} in {lines:#?}"))
+/// The line whose `msg` is exactly `message`: span names never enter it.
+fn find<'a>(lines: &'a [Value], message: &str) -> &'a Value {
+    lines.iter().find(|l| l["msg"] == message).unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))
 }
 
 #[test]
