@@ -1,6 +1,9 @@
 //! Ephemeral mode: `PUBLISH` / `SUBSCRIBE` / `PSUBSCRIBE` through `fred`.
 
-use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+mod listener;
+mod subscriptions;
+
+use std::{fmt, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use infra_config::RedisUrl;
@@ -9,16 +12,15 @@ use infra_redis::{
     fred::{
         clients::{SubscriberClient, WithOptions},
         prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
-        types::{MessageKind, Value},
     },
 };
-use tokio::sync::broadcast::error::RecvError;
+use tokio::runtime::Handle;
 
+use self::{listener::supervise, subscriptions::Refs};
 use crate::{
     Envelope, EventBus, EventStream, EventsError, Handler, PublishFuture, Published, Result, SubscribeOptions,
     Subscription, Topic,
-    bus::Attached,
-    memory::{MemoryBus, Route},
+    memory::MemoryBus,
     redis::{command_error, connect_error},
 };
 
@@ -45,19 +47,11 @@ struct Inner {
     prefix: String,
     url: String,
     timeout: Duration,
-    /// Channel subscriptions per Redis channel, and how many pattern subscriptions exist. An
-    /// async lock held across the SUBSCRIBE/UNSUBSCRIBE it decides, so those commands reach
-    /// Redis in the order the counts changed (an unsubscribe from a drop can never overtake a
-    /// later subscribe).
+    /// The Redis subscriptions held for local ones. An async lock, held across the
+    /// SUBSCRIBE/UNSUBSCRIBE it decides.
     refs: tokio::sync::Mutex<Refs>,
-    /// Set once the listener task runs.
-    listening: tokio::sync::OnceCell<()>,
-}
-
-#[derive(Default)]
-struct Refs {
-    channels: HashMap<String, usize>,
-    patterns: usize,
+    /// Set once the listener task runs: the runtime it runs on.
+    listening: tokio::sync::OnceCell<Handle>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -128,154 +122,10 @@ impl RedisBus {
                 // before the listener listens.
                 let receivers = (subscriber.message_rx(), subscriber.reconnect_rx());
                 tokio::spawn(supervise(Arc::downgrade(inner), receivers));
+                Handle::current()
             })
             .await;
         Ok(())
-    }
-
-    async fn redis_subscribe(&self, topic: &Topic) -> Result<()> {
-        let inner = &self.inner;
-        let mut refs = inner.refs.lock().await;
-        let result = match topic {
-            Topic::Channel(channel) => {
-                let count = refs.channels.entry(channel.clone()).or_default();
-                *count += 1;
-                if *count == 1 {
-                    inner.subscriber.client().subscribe(inner.redis_channel(channel)).await
-                } else {
-                    Ok(())
-                }
-            }
-            Topic::Pattern(_) => {
-                refs.patterns += 1;
-                if refs.patterns == 1 {
-                    inner.subscriber.client().psubscribe(inner.all_channels()).await
-                } else {
-                    Ok(())
-                }
-            }
-        };
-        result.map_err(|e| inner.subscribe_error(topic, e))?;
-        // fred can report a subscription before Redis has processed it; a PING on the same
-        // connection is answered only after it, so events published from now on are received.
-        inner.subscriber.client().ping::<Value>(None).await.map(drop).map_err(|e| inner.subscribe_error(topic, e))
-    }
-
-    /// Undoes [`Self::redis_subscribe`] in the background (it runs from `Drop`).
-    fn redis_unsubscribe(inner: &Arc<Inner>, topic: Topic) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let inner = Arc::clone(inner);
-        runtime.spawn(async move {
-            let mut refs = inner.refs.lock().await;
-            let _ = match &topic {
-                Topic::Channel(channel) => match refs.channels.get_mut(channel) {
-                    Some(count) if *count > 1 => {
-                        *count -= 1;
-                        Ok(())
-                    }
-                    Some(_) => {
-                        refs.channels.remove(channel);
-                        inner.subscriber.client().unsubscribe(inner.redis_channel(channel)).await
-                    }
-                    None => Ok(()),
-                },
-                Topic::Pattern(_) => {
-                    refs.patterns = refs.patterns.saturating_sub(1);
-                    if refs.patterns == 0 {
-                        inner.subscriber.client().punsubscribe(inner.all_channels()).await
-                    } else {
-                        Ok(())
-                    }
-                }
-            };
-        });
-    }
-
-    /// Attaches a local subscription and makes sure Redis sends its messages.
-    async fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
-        options.check("redis", false)?;
-        self.start_subscriber().await?;
-        let mut attached = self.inner.local.attach(topic.clone(), options)?;
-        self.redis_subscribe(&topic).await?;
-        let inner = Arc::downgrade(&self.inner);
-        let local_detach = std::mem::replace(&mut attached.detach, Box::new(|| {}));
-        attached.detach = Box::new(move || {
-            local_detach();
-            if let Some(inner) = inner.upgrade() {
-                Self::redis_unsubscribe(&inner, topic);
-            }
-        });
-        Ok(attached)
-    }
-}
-
-/// What the listener reads: fred's messages and its reconnection notices.
-type Receivers = (
-    tokio::sync::broadcast::Receiver<infra_redis::fred::types::Message>,
-    tokio::sync::broadcast::Receiver<infra_redis::fred::types::config::Server>,
-);
-
-/// Runs the listener and starts it again if it panics, so a bug there cannot silently end every
-/// subscription of the bus. What it held and what arrived before the new receivers existed is
-/// lost: every subscription is told of a gap.
-async fn supervise(bus: std::sync::Weak<Inner>, mut receivers: Receivers) {
-    loop {
-        match tokio::spawn(listen(bus.clone(), receivers)).await {
-            Err(error) if error.is_panic() => {
-                let Some(inner) = bus.upgrade() else { return };
-                receivers = (inner.subscriber.client().message_rx(), inner.subscriber.client().reconnect_rx());
-                inner.local.note_gap();
-                tracing::error!(target: "infra_events", "redis listener panicked: restarted, messages may have been lost");
-            }
-            // The bus was dropped, fred closed its channels, or the runtime is shutting down.
-            _ => return,
-        }
-    }
-}
-
-/// Receives every message of the subscriber connection and routes it to local subscriptions.
-async fn listen(bus: std::sync::Weak<Inner>, (mut messages, mut reconnects): Receivers) {
-    loop {
-        tokio::select! {
-            message = messages.recv() => {
-                let Some(inner) = bus.upgrade() else { return };
-                match message {
-                    Ok(message) => {
-                        #[cfg(test)]
-                        if tests::PANIC_IN_LISTENER.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                            panic!("listener panic injected by a test");
-                        }
-                        let Some(channel) = message.channel.strip_prefix(inner.prefix.as_str()) else { continue };
-                        let bytes: std::borrow::Cow<'_, [u8]> = match &message.value {
-                            Value::String(text) => text.as_bytes().into(),
-                            Value::Bytes(bytes) => bytes.as_ref().into(),
-                            other => other.as_str().map(|text| text.as_bytes().to_vec()).unwrap_or_default().into(),
-                        };
-                        let event = Envelope::from_wire(channel, &bytes);
-                        let route = match message.kind {
-                            MessageKind::PMessage => Route::Patterns,
-                            _ => Route::Channels,
-                        };
-                        inner.local.route(event, route).await;
-                    }
-                    Err(RecvError::Lagged(lost)) => {
-                        inner.local.note_lost(lost);
-                        tracing::warn!(target: "infra_events", lost, "redis subscriber buffer overflowed: messages lost");
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-            reconnect = reconnects.recv() => {
-                let Some(inner) = bus.upgrade() else { return };
-                match reconnect {
-                    Ok(_) | Err(RecvError::Lagged(_)) => {
-                        inner.local.note_gap();
-                        tracing::warn!(target: "infra_events", "redis subscriber reconnected: messages published meanwhile are lost");
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        }
     }
 }
 
@@ -390,46 +240,5 @@ impl EventBus for RedisBus {
 
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move { Ok(self.attach(topic, options).await?.into_stream()) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use futures::StreamExt;
-    use infra_testkit::RedisServer;
-    use serde_json::json;
-
-    use super::*;
-
-    /// Makes the listener panic on the next message it receives.
-    pub(super) static PANIC_IN_LISTENER: AtomicBool = AtomicBool::new(false);
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_panicked_listener_is_restarted_and_the_gap_reported() {
-        let server = RedisServer::start().unwrap();
-        let url = RedisUrl::parse(&server.url()).unwrap();
-        let timeout = Duration::from_secs(5);
-        let (publisher, subscriber) =
-            (RedisBus::new(&url, "t", "pub", timeout).unwrap(), RedisBus::new(&url, "t", "sub", timeout).unwrap());
-        let mut ticks = subscriber.stream(Topic::Channel("ticks".into()), SubscribeOptions::default()).await.unwrap();
-
-        PANIC_IN_LISTENER.store(true, Ordering::SeqCst);
-        publisher.publish("ticks", json!(0)).await.unwrap();
-        // The restarted listener takes new receivers: publish until one arrives.
-        let received = async {
-            for n in 1.. {
-                publisher.publish("ticks", json!(n)).await.unwrap();
-                if let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(100), ticks.next()).await {
-                    return event;
-                }
-            }
-            unreachable!()
-        };
-        let event = tokio::time::timeout(timeout, received).await.expect("the listener never came back");
-        assert_ne!(event.decode::<i64>().unwrap(), 0, "the message being handled at the panic is lost");
-        assert!(!PANIC_IN_LISTENER.load(Ordering::SeqCst), "the injected panic happened");
-        assert_eq!(ticks.stats().gaps(), 1);
     }
 }
