@@ -146,6 +146,25 @@ pub enum StateError {
     /// The Redis backend was configured without a URL. Neither transient nor applied.
     #[error("the redis backend needs `state.redis_url`")]
     MissingUrl,
+    /// An update closure refused to produce a new value (returned `None` or `Err`); the stored
+    /// value is unchanged. Neither transient nor applied.
+    #[error("the update of `{key}` was refused")]
+    UpdateRefused {
+        /// The key.
+        key: String,
+        /// The closure's error, when it returned one.
+        #[source]
+        reason: Option<BoxError>,
+    },
+    /// An optimistic update met a concurrent write on every attempt; nothing was written.
+    /// Transient (later, with less contention, it may succeed), not applied.
+    #[error("the update of `{key}` conflicted with concurrent writes {attempts} times in a row")]
+    TooManyConflicts {
+        /// The key.
+        key: String,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 impl StateError {
@@ -155,8 +174,9 @@ impl StateError {
     /// error.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Connection { .. } => true,
-            Self::InvalidKey { .. }
+            Self::Timeout { .. } | Self::Connection { .. } | Self::TooManyConflicts { .. } => true,
+            Self::UpdateRefused { .. }
+            | Self::InvalidKey { .. }
             | Self::InvalidTtl { .. }
             | Self::InvalidVersion { .. }
             | Self::NotAnInteger { .. }
@@ -178,7 +198,9 @@ impl StateError {
     pub fn may_have_been_applied(&self) -> bool {
         match self {
             Self::Timeout { .. } | Self::Connection { .. } | Self::Backend { .. } => true,
-            Self::InvalidKey { .. }
+            Self::UpdateRefused { .. }
+            | Self::TooManyConflicts { .. }
+            | Self::InvalidKey { .. }
             | Self::InvalidTtl { .. }
             | Self::InvalidVersion { .. }
             | Self::NotAnInteger { .. }

@@ -12,10 +12,15 @@
 //! | [`increment`](StateStore::increment) | atomic integer or float counters (Redis `INCRBY` semantics) |
 //! | [`get_many`](StateStore::get_many), [`set_many`](StateStore::set_many) | bulk, one round trip |
 //! | [`scan`](StateStore::scan) | keys by prefix (`SCAN` on Redis, never `KEYS`) |
-//! | [`get_versioned`](StateStore::get_versioned), [`compare_and_swap`](StateStore::compare_and_swap) | optimistic updates across processes |
+//! | [`get_versioned`](StateStore::get_versioned), [`compare_and_swap`](StateStore::compare_and_swap), [`compare_and_delete`](StateStore::compare_and_delete) | optimistic updates across processes |
+//! | [`connect`](StateStore::connect), [`ping`](StateStore::ping), [`close`](StateStore::close) | fail at start-up, health checks, an orderly shutdown |
 //!
-//! Values are JSON text ([`StateValue`]), so any Redis client in any language reads them;
-//! [`StateStoreExt`] adds serde helpers (`get_json`, `set_json`, `incr`, `update_json`, …).
+//! [`StateStoreExt`] adds what bots write every day: serde helpers (`get_json`, `set_json`,
+//! `get_many_json`, `set_many_json`, `incr`), [`update_json`](StateStoreExt::update_json) (a
+//! bounded optimistic read-modify-write whose closure may refuse) and
+//! [`lock`](StateStoreExt::lock) (a [`LockGuard`] only its owner extends or releases).
+//!
+//! Values are JSON text ([`StateValue`]), so any Redis client in any language reads them.
 //!
 //! Performance note: a call through `dyn StateStore` boxes the backend's future. For the memory
 //! backend that costs nothing ([`StateFuture`] holds ready results inline); for Redis it is
@@ -46,7 +51,9 @@
 //! state.set_json("price:BTC", &50_234.56, Some(Duration::from_secs(5))).await?;
 //! assert_eq!(state.get_json::<f64>("price:BTC").await?, Some(50_234.56));
 //!
-//! assert!(state.set_if_not_exists("lock:rebalance", "\"bot-1\"".parse()?, Some(Duration::from_secs(30))).await?);
+//! let guard = state.lock("lock:rebalance", Duration::from_secs(30)).await?.expect("free");
+//! assert!(state.lock("lock:rebalance", Duration::from_secs(30)).await?.is_none(), "held");
+//! guard.release().await?;
 //! assert_eq!(state.incr("trades:today", 1).await?, 1);
 //!
 //! let position = state.update_json("position:BTC", None, |qty: Option<i64>| qty.unwrap_or(0) + 3).await?;
@@ -60,9 +67,11 @@
 
 mod error;
 mod factory;
+mod lock;
 #[cfg(feature = "resilience")]
 mod retry_class;
 mod store;
+mod update;
 mod value;
 
 #[cfg(feature = "memory")]
@@ -74,5 +83,7 @@ pub mod redis;
 
 pub use error::{BoxError, Result, StateError};
 pub use factory::from_config;
+pub use lock::LockGuard;
 pub use store::{DynStateStore, StateFuture, StateStore, StateStoreExt};
+pub use update::{UpdateOptions, UpdateResult};
 pub use value::{CasOutcome, Expected, Number, StateValue, Ttl, Version, Versioned};

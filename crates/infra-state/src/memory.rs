@@ -1,13 +1,33 @@
 //! The in-process backend: a sharded concurrent map, expiry checked on every read and expired
 //! entries reclaimed in the background.
+//!
+//! # Lock order
+//!
+//! Two kinds of lock: the map's shard locks (every DashMap `Ref`, `RefMut` and `Entry` holds
+//! one) and the expiry heap's mutex. **No code holds both at once, nor two shards at once.** A
+//! writer changes its entry, releases the shard, then schedules the deadline; the reaper pops the
+//! due deadlines, releases the heap, then removes entries; compaction takes the heap out,
+//! releases it, checks the deadlines against the map, then merges the survivors back. Holding a
+//! shard while taking the heap in one place and the heap while taking a shard in another let two
+//! runtime workers deadlock each other (issue #11).
+//!
+//! # Deadlines
+//!
+//! Every TTL assignment pushes a deadline tagged with a fresh generation; an overwrite leaves
+//! the old one in the heap, where it is harmless (the reaper removes an entry only if the
+//! generations match) but takes memory. Once the heap holds more than twice the entries with a
+//! TTL plus [`SLACK`], it is compacted: deadlines whose generation no longer matches their
+//! entry are dropped. That keeps the heap proportional to the live TTL keys at an amortised O(1)
+//! map lookup per write. A deadline is pushed only after its entry is in the map, so compaction
+//! never drops one that is about to become current.
 
 use std::{
     cmp::Reverse,
     collections::BinaryHeap,
     fmt,
     sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -22,12 +42,21 @@ use crate::{
     value::format_float,
 };
 
+/// Deadlines the heap may hold beyond twice the entries with a TTL before it is compacted; keeps
+/// compaction rare when few keys carry a TTL.
+const SLACK: usize = 32;
+
+/// Deadlines the reaper handles per turn, so a burst of expiries does not hold a runtime worker.
+const REAP_BATCH: usize = 1024;
+
 /// An in-process [`StateStore`]: the embedded default for development and tests.
 ///
 /// Reads take no global lock (the map is sharded and read-locked per shard). A key past its TTL
 /// is never returned, to the millisecond, even before it is reclaimed; a background task
 /// (started on the first TTL, on the current tokio runtime) removes expired entries so memory
-/// stays flat under a stream of short-lived keys. Time is tokio's clock, so tests can pause it.
+/// stays flat under a stream of short-lived keys, and the deadlines it waits on stay
+/// proportional to the keys holding a TTL whatever the write pattern. Time is tokio's clock, so
+/// tests can pause it.
 ///
 /// Each store is its own namespace: two stores never share keys. Data lives as long as the
 /// store and its clones.
@@ -43,6 +72,12 @@ struct Inner {
     namespace: String,
     map: DashMap<String, Entry>,
     expiries: Mutex<BinaryHeap<Reverse<Deadline>>>,
+    /// Entries in the map with a TTL, expired ones not yet reclaimed included: what the heap is
+    /// measured against. Raised before (or while) such an entry is visible and lowered after it
+    /// is gone, so it never drops below the true count.
+    ttl_entries: AtomicUsize,
+    /// Set while a compaction runs, so concurrent triggers do not repeat it.
+    compacting: AtomicBool,
     wake_reaper: Arc<Notify>,
     reaper_started: AtomicBool,
     generation: AtomicU64,
@@ -51,6 +86,65 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Wakes the reaper so it notices the store is gone and ends.
+        self.wake_reaper.notify_one();
+    }
+}
+
+impl Inner {
+    fn lock_expiries(&self) -> MutexGuard<'_, BinaryHeap<Reverse<Deadline>>> {
+        self.expiries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether `pending` deadlines are more than the entries with a TTL justify.
+    fn too_many_deadlines(&self, pending: usize) -> bool {
+        pending > self.ttl_entries.load(Ordering::Relaxed).saturating_mul(2).saturating_add(SLACK)
+    }
+
+    /// Counts a write that replaced an entry with a TTL (`had_ttl`) or without by one with a TTL
+    /// (`has_ttl`) or without. Call while the shard is still held; returns whether an entry with
+    /// a TTL went away, for [`Inner::ttl_entries_gone`] once the shard is released.
+    fn count_replacement(&self, had_ttl: bool, has_ttl: bool) -> bool {
+        if has_ttl && !had_ttl {
+            self.ttl_entries.fetch_add(1, Ordering::Relaxed);
+        }
+        had_ttl && !has_ttl
+    }
+
+    /// `gone` entries with a TTL left the map or lost their TTL; their deadlines may now be too
+    /// many. Takes the heap lock: never call it while holding a shard.
+    fn ttl_entries_gone(&self, gone: usize) {
+        self.ttl_entries.fetch_sub(gone, Ordering::Relaxed);
+        self.compact_if_needed();
+    }
+
+    fn compact_if_needed(&self) {
+        let pending = self.lock_expiries().len();
+        if self.too_many_deadlines(pending) {
+            self.compact();
+        }
+    }
+
+    /// Drops the deadlines whose entry is gone or carries another generation. O(heap) map
+    /// lookups, run only once the heap outgrew twice the TTL entries plus [`SLACK`]: amortised
+    /// O(1) per write.
+    fn compact(&self) {
+        if self.compacting.swap(true, Ordering::Acquire) {
+            return;
+        }
+        // Taken out so no shard is read under the heap lock (see the lock order above); writes
+        // meanwhile push into the emptied heap and the two are merged below.
+        let mut deadlines = std::mem::take(&mut *self.lock_expiries()).into_vec();
+        deadlines.retain(|Reverse(deadline)| {
+            self.map.get(deadline.key.as_str()).is_some_and(|entry| entry.generation == deadline.generation)
+        });
+        // Give back the memory of a heap that once held many more deadlines.
+        if deadlines.capacity() > 4 * deadlines.len() + SLACK {
+            deadlines.shrink_to(2 * deadlines.len() + SLACK);
+        }
+        let mut kept = BinaryHeap::from(deadlines);
+        self.lock_expiries().append(&mut kept);
+        self.compacting.store(false, Ordering::Release);
+        // The reaper may have found the heap empty meanwhile and be waiting without a deadline.
         self.wake_reaper.notify_one();
     }
 }
@@ -65,6 +159,11 @@ struct Entry {
 impl Entry {
     fn is_live(&self, now: Instant) -> bool {
         self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// The deadline to schedule once this entry is in the map.
+    fn deadline(&self) -> Option<(Instant, u64)> {
+        self.expires_at.map(|at| (at, self.generation))
     }
 }
 
@@ -98,6 +197,8 @@ impl MemoryStore {
                 namespace: namespace.into(),
                 map: DashMap::new(),
                 expiries: Mutex::new(BinaryHeap::new()),
+                ttl_entries: AtomicUsize::new(0),
+                compacting: AtomicBool::new(false),
                 wake_reaper: Arc::new(Notify::new()),
                 reaper_started: AtomicBool::new(false),
                 // 0 marks entries that never had a TTL, so no deadline can match them.
@@ -111,34 +212,49 @@ impl MemoryStore {
         self.inner.map.len()
     }
 
-    /// Deadlines waiting for the background reclaimer (one per TTL assignment).
+    /// Deadlines waiting for the background reclaimer: one per TTL assignment, until stale ones
+    /// (of keys overwritten, deleted or given another TTL) are dropped. Between writes there are
+    /// at most twice the stored entries with a TTL, plus 32.
     pub fn pending_expiries(&self) -> usize {
-        self.inner.expiries.lock().map(|heap| heap.len()).unwrap_or_default()
+        self.inner.lock_expiries().len()
     }
 
-    fn entry_value(&self, value: StateValue, ttl: Option<(Duration, u64)>, key: &str, now: Option<Instant>) -> Entry {
+    fn entry_value(&self, value: StateValue, ttl: Option<(Duration, u64)>, now: Option<Instant>) -> Entry {
         match ttl {
             // The common case stays cheap: no clock read, no shared counter.
             None => Entry { value, expires_at: None, generation: 0 },
             Some((_, ms)) => {
                 let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
                 let at = now.unwrap_or_else(Instant::now) + Duration::from_millis(ms);
-                self.schedule(key, at, generation);
                 Entry { value, expires_at: Some(at), generation }
             }
         }
     }
 
+    /// The bookkeeping of a write, once its shard is released: schedules the new entry's
+    /// deadline, or counts the TTL it removed.
+    fn after_write(&self, key: &str, deadline: Option<(Instant, u64)>, lost_ttl: bool) {
+        if let Some((at, generation)) = deadline {
+            self.schedule(key, at, generation);
+        } else if lost_ttl {
+            self.inner.ttl_entries_gone(1);
+        }
+    }
+
+    /// Pushes a deadline; the entry it names must already be in the map, and no shard held.
     fn schedule(&self, key: &str, at: Instant, generation: u64) {
-        let earliest = {
-            let mut heap = self.inner.expiries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (earliest, compact) = {
+            let mut heap = self.inner.lock_expiries();
             let earliest = heap.peek().is_none_or(|Reverse(first)| at < first.at);
             heap.push(Reverse(Deadline { at, generation, key: key.to_owned() }));
-            earliest
+            (earliest, self.inner.too_many_deadlines(heap.len()))
         };
         self.start_reaper();
         if earliest {
             self.inner.wake_reaper.notify_one();
+        }
+        if compact {
+            self.inner.compact();
         }
     }
 
@@ -169,15 +285,38 @@ impl MemoryStore {
 
     fn set_now(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
         check_key(key)?;
-        let ttl = Self::ttl_of(key, ttl)?;
-        let entry = self.entry_value(value, ttl, key, None);
-        // Overwriting (prices, positions) is the common case: it needs no owned copy of the key.
+        let Some(ttl) = ttl else {
+            // The common case costs no more than a map overwrite: no clock read, no shared
+            // counter, no heap unless the entry replaced had a TTL.
+            let entry = Entry { value, expires_at: None, generation: 0 };
+            // Overwriting (prices, positions) needs no owned copy of the key.
+            let lost_ttl = match self.inner.map.get_mut(key) {
+                Some(mut slot) => {
+                    let had_ttl = slot.expires_at.is_some();
+                    *slot = entry;
+                    had_ttl
+                }
+                None => self.replace(self.inner.map.entry(key.to_owned()), entry),
+            };
+            if lost_ttl {
+                self.inner.ttl_entries_gone(1);
+            }
+            return Ok(());
+        };
+        let ms = ttl_millis(key, ttl)?;
+        let entry = self.entry_value(value, Some((ttl, ms)), None);
+        let deadline = entry.deadline();
         match self.inner.map.get_mut(key) {
-            Some(mut slot) => *slot = entry,
+            Some(mut slot) => {
+                self.inner.count_replacement(slot.expires_at.is_some(), true);
+                *slot = entry;
+            }
             None => {
-                self.inner.map.insert(key.to_owned(), entry);
+                self.replace(self.inner.map.entry(key.to_owned()), entry);
             }
         }
+        // Scheduled once the shard is released (see the lock order).
+        self.after_write(key, deadline, false);
         Ok(())
     }
 
@@ -189,9 +328,21 @@ impl MemoryStore {
             expires_at: None,
             generation: 0,
         });
-        if !slot.is_live(now) {
+        // An expired entry starts again at 0 without a TTL (its TTL is counted once the shard
+        // is released).
+        let lost_ttl = !slot.is_live(now);
+        if lost_ttl {
             *slot = Entry { value: StateValue::from_json_text("0"), expires_at: None, generation: 0 };
         }
+        let outcome = Self::add(&mut slot, key, by);
+        drop(slot);
+        if lost_ttl {
+            self.inner.ttl_entries_gone(1);
+        }
+        outcome
+    }
+
+    fn add(slot: &mut Entry, key: &str, by: Number) -> Result<Number> {
         let text = slot.value.as_str();
         let (result, stored) = match by {
             Number::Int(by) => {
@@ -225,40 +376,78 @@ impl MemoryStore {
         check_key(key)?;
         let ttl = Self::ttl_of(key, ttl)?;
         let now = Instant::now();
-        let slot = self.inner.map.entry(key.to_owned());
-        let current = match &slot {
-            MapEntry::Occupied(o) if o.get().is_live(now) => Some(o.get().value.clone()),
-            _ => None,
+        let (version, deadline, lost_ttl) = {
+            let slot = self.inner.map.entry(key.to_owned());
+            let current = match &slot {
+                MapEntry::Occupied(o) if o.get().is_live(now) => Some(o.get().value.clone()),
+                _ => None,
+            };
+            let matches = match (expected, &current) {
+                (Expected::Absent, None) => true,
+                (Expected::Value(want), Some(have)) => want.as_str() == have.as_str(),
+                (Expected::Version(want), Some(have)) => *want == have.version(),
+                _ => false,
+            };
+            if !matches {
+                return Ok(CasOutcome::Conflict(current.map(|value| Versioned { version: value.version(), value })));
+            }
+            let version = value.version();
+            let entry = self.entry_value(value, ttl, Some(now));
+            let deadline = entry.deadline();
+            (version, deadline, self.replace(slot, entry))
         };
-        let matches = match (expected, &current) {
-            (Expected::Absent, None) => true,
-            (Expected::Value(want), Some(have)) => want.as_str() == have.as_str(),
-            (Expected::Version(want), Some(have)) => *want == have.version(),
-            _ => false,
-        };
-        if !matches {
-            return Ok(CasOutcome::Conflict(current.map(|value| Versioned { version: value.version(), value })));
-        }
-        let version = value.version();
-        let entry = self.entry_value(value, ttl, key, Some(now));
-        slot.insert(entry);
+        self.after_write(key, deadline, lost_ttl);
         Ok(CasOutcome::Swapped(version))
+    }
+
+    /// Stores `entry` in the map slot held and releases it; returns whether a TTL went away.
+    fn replace(&self, slot: MapEntry<'_, String, Entry>, entry: Entry) -> bool {
+        let has_ttl = entry.expires_at.is_some();
+        match slot {
+            MapEntry::Occupied(mut slot) => {
+                let had_ttl = slot.insert(entry).expires_at.is_some();
+                self.inner.count_replacement(had_ttl, has_ttl)
+            }
+            MapEntry::Vacant(slot) => {
+                self.inner.count_replacement(false, has_ttl);
+                slot.insert(entry);
+                false
+            }
+        }
     }
 }
 
 /// Reclaims expired entries until the store is dropped.
 async fn reap(store: Weak<Inner>, wake_reaper: Arc<Notify>) {
+    let mut due = Vec::new();
     loop {
         let Some(inner) = store.upgrade() else { return };
+        let now = Instant::now();
         let next = {
-            let mut heap = inner.expiries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            while heap.peek().is_some_and(|Reverse(first)| first.at <= now) {
-                let Some(Reverse(due)) = heap.pop() else { break };
-                inner.map.remove_if(&due.key, |_, entry| entry.generation == due.generation && !entry.is_live(now));
+            let mut heap = inner.lock_expiries();
+            while due.len() < REAP_BATCH && heap.peek().is_some_and(|Reverse(first)| first.at <= now) {
+                let Some(Reverse(deadline)) = heap.pop() else { break };
+                due.push(deadline);
             }
             heap.peek().map(|Reverse(first)| first.at)
         };
+        // The heap lock is released before any shard is taken (see the lock order above).
+        let more_due = due.len() == REAP_BATCH;
+        let mut removed = 0;
+        for deadline in due.drain(..) {
+            let expired = |_: &String, entry: &Entry| entry.generation == deadline.generation && !entry.is_live(now);
+            if inner.map.remove_if(deadline.key.as_str(), expired).is_some() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            inner.ttl_entries_gone(removed);
+        }
+        if more_due {
+            drop(inner);
+            tokio::task::yield_now().await;
+            continue;
+        }
         let wake = wake_reaper.notified();
         // Hold only a weak reference while waiting, so dropping the store ends this task.
         drop(inner);
@@ -298,7 +487,11 @@ impl StateStore for MemoryStore {
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
         ready(check_key(key).map(|()| {
             let now = Instant::now();
-            self.inner.map.remove(key).is_some_and(|(_, entry)| entry.is_live(now))
+            let Some((_, entry)) = self.inner.map.remove(key) else { return false };
+            if entry.expires_at.is_some() {
+                self.inner.ttl_entries_gone(1);
+            }
+            entry.is_live(now)
         }))
     }
 
@@ -330,8 +523,10 @@ impl StateStore for MemoryStore {
             }
             let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
             let at = now + Duration::from_millis(ms);
+            self.inner.count_replacement(entry.expires_at.is_some(), true);
             entry.expires_at = Some(at);
             entry.generation = generation;
+            // Scheduled once the shard is released (see the lock order).
             drop(entry);
             self.schedule(key, at, generation);
             Ok(true)
@@ -348,17 +543,19 @@ impl StateStore for MemoryStore {
             check_key(key)?;
             let ttl = Self::ttl_of(key, ttl)?;
             let now = Instant::now();
-            match self.inner.map.entry(key.to_owned()) {
-                MapEntry::Occupied(slot) if slot.get().is_live(now) => Ok(false),
-                MapEntry::Occupied(mut slot) => {
-                    slot.insert(self.entry_value(value, ttl, key, Some(now)));
-                    Ok(true)
+            let (deadline, lost_ttl) = {
+                let slot = self.inner.map.entry(key.to_owned());
+                if let MapEntry::Occupied(live) = &slot
+                    && live.get().is_live(now)
+                {
+                    return Ok(false);
                 }
-                MapEntry::Vacant(slot) => {
-                    slot.insert(self.entry_value(value, ttl, key, Some(now)));
-                    Ok(true)
-                }
-            }
+                let entry = self.entry_value(value, ttl, Some(now));
+                let deadline = entry.deadline();
+                (deadline, self.replace(slot, entry))
+            };
+            self.after_write(key, deadline, lost_ttl);
+            Ok(true)
         })())
     }
 
@@ -408,6 +605,22 @@ impl StateStore for MemoryStore {
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome> {
         ready(self.compare_and_swap_now(key, &expected, value, ttl))
+    }
+
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {
+        ready(check_key(key).map(|()| {
+            let now = Instant::now();
+            // `remove_if` decides under the shard's write lock: atomic against every writer.
+            let matches = |_: &String, entry: &Entry| {
+                entry.is_live(now)
+                    && match &expected {
+                        Expected::Absent => false,
+                        Expected::Value(want) => want.as_str() == entry.value.as_str(),
+                        Expected::Version(want) => *want == entry.value.version(),
+                    }
+            };
+            self.inner.map.remove_if(key, matches).is_some()
+        }))
     }
 }
 

@@ -11,7 +11,10 @@ use std::{
 use futures::{TryStreamExt, future::BoxFuture, stream::BoxStream};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{CasOutcome, Expected, Number, Result, StateError, StateValue, Ttl, Versioned};
+use crate::{
+    CasOutcome, Expected, LockGuard, Number, Result, StateError, StateValue, Ttl, Versioned,
+    update::{UpdateOptions, UpdateResult, conflict_pause},
+};
 
 /// Key/value state shared by a bot's tasks (memory) or by many processes (Redis).
 ///
@@ -85,6 +88,23 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome>;
 
+    /// Deletes `key` only if it matches `expected`, atomically; says whether it deleted. This is
+    /// how a lock's owner releases it only while it still holds it ([`Expected::Absent`] never
+    /// deletes anything).
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool>;
+
+    /// Connects now, within the connect timeout, so a bot fails at start-up rather than on its
+    /// first call. Backends without a connection answer at once.
+    fn connect(&self) -> StateFuture<'_, ()> {
+        StateFuture::ready(Ok(()))
+    }
+
+    /// One round trip to the backend (`PING` on Redis, connecting first if needed), timed: a
+    /// health check a bot runs before trading.
+    fn ping(&self) -> StateFuture<'_, Duration> {
+        StateFuture::ready(Ok(Duration::ZERO))
+    }
+
     /// Finishes the calls already sent, then releases the store's connections and background
     /// tasks. Later calls fail with [`StateError::Connection`](crate::StateError::Connection)
     /// saying the store was closed (the memory backend has nothing to release and keeps
@@ -141,6 +161,79 @@ impl<T> fmt::Debug for StateFuture<'_, T> {
 
 /// A store behind a pointer: `Arc<DynStateStore>`.
 pub type DynStateStore = dyn StateStore;
+
+/// A shared store is a store: `Arc<dyn StateStore>` gets every helper, [`StateStoreExt::lock`]
+/// included.
+impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
+    fn backend(&self) -> &'static str {
+        (**self).backend()
+    }
+    fn namespace(&self) -> &str {
+        (**self).namespace()
+    }
+    fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>> {
+        (**self).get(key)
+    }
+    fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
+        (**self).set(key, value, ttl)
+    }
+    fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
+        (**self).delete(key)
+    }
+    fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
+        (**self).exists(key)
+    }
+    fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
+        (**self).ttl(key)
+    }
+    fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
+        (**self).expire(key, ttl)
+    }
+    fn set_if_not_exists<'a>(
+        &'a self,
+        key: &'a str,
+        value: StateValue,
+        ttl: Option<Duration>,
+    ) -> StateFuture<'a, bool> {
+        (**self).set_if_not_exists(key, value, ttl)
+    }
+    fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
+        (**self).increment(key, by)
+    }
+    fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
+        (**self).get_many(keys)
+    }
+    fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
+        (**self).set_many(entries, ttl)
+    }
+    fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
+        (**self).scan(prefix)
+    }
+    fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>> {
+        (**self).get_versioned(key)
+    }
+    fn compare_and_swap<'a>(
+        &'a self,
+        key: &'a str,
+        expected: Expected,
+        value: StateValue,
+        ttl: Option<Duration>,
+    ) -> StateFuture<'a, CasOutcome> {
+        (**self).compare_and_swap(key, expected, value, ttl)
+    }
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {
+        (**self).compare_and_delete(key, expected)
+    }
+    fn connect(&self) -> StateFuture<'_, ()> {
+        (**self).connect()
+    }
+    fn ping(&self) -> StateFuture<'_, Duration> {
+        (**self).ping()
+    }
+    fn close(&self) -> StateFuture<'_, ()> {
+        (**self).close()
+    }
+}
 
 /// Typed helpers for every [`StateStore`], `dyn StateStore` included.
 pub trait StateStoreExt: StateStore {
@@ -200,18 +293,43 @@ pub trait StateStoreExt: StateStore {
     /// Reads `key`, applies `update` and writes the result with compare-and-swap, retrying on
     /// conflicts: an optimistic read-modify-write that is safe across processes. Returns the
     /// stored value.
-    fn update_json<'a, T, F>(
+    ///
+    /// `update` receives the current value (`None` when missing) and returns the new one: a
+    /// plain `T`, or an `Option<T>` / `Result<T, E>` whose `None` / `Err` refuses the update
+    /// ([`StateError::UpdateRefused`], the value untouched). Conflicts are retried at most
+    /// [`UpdateOptions::DEFAULT_MAX_ATTEMPTS`] times in all, with a short jittered pause between
+    /// them, then [`StateError::TooManyConflicts`]; [`StateStoreExt::update_json_with`] sets
+    /// the bound.
+    fn update_json<'a, T, R, F>(
         &'a self,
         key: &'a str,
         ttl: Option<Duration>,
+        update: F,
+    ) -> impl Future<Output = Result<T>> + Send + 'a
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'a,
+        R: UpdateResult<T> + Send + 'a,
+        F: FnMut(Option<T>) -> R + Send + 'a,
+    {
+        self.update_json_with(key, UpdateOptions::new().ttl(ttl), update)
+    }
+
+    /// [`StateStoreExt::update_json`] with explicit options (TTL, attempts).
+    fn update_json_with<'a, T, R, F>(
+        &'a self,
+        key: &'a str,
+        options: UpdateOptions,
         mut update: F,
     ) -> impl Future<Output = Result<T>> + Send + 'a
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'a,
-        F: FnMut(Option<T>) -> T + Send + 'a,
+        R: UpdateResult<T> + Send + 'a,
+        F: FnMut(Option<T>) -> R + Send + 'a,
     {
         async move {
+            let mut attempt = 0;
             loop {
+                attempt += 1;
                 let current = self.get_versioned(key).await?;
                 let (expected, old) = match current {
                     Some(versioned) => {
@@ -220,13 +338,62 @@ pub trait StateStoreExt: StateStore {
                     }
                     None => (Expected::Absent, None),
                 };
-                let new = update(old);
+                let new = update(old)
+                    .into_update()
+                    .map_err(|reason| StateError::UpdateRefused { key: key.to_owned(), reason })?;
                 let encoded = encode(key, &new)?;
-                if self.compare_and_swap(key, expected, encoded, ttl).await?.is_swapped() {
+                if self.compare_and_swap(key, expected, encoded, options.ttl).await?.is_swapped() {
                     return Ok(new);
                 }
+                if attempt >= options.max_attempts {
+                    return Err(StateError::TooManyConflicts { key: key.to_owned(), attempts: attempt });
+                }
+                tokio::time::sleep(conflict_pause(attempt)).await;
             }
         }
+    }
+
+    /// The values of `keys` (any string type), decoded into `T`, in one round trip.
+    fn get_many_json<'a, T, K>(&'a self, keys: &'a [K]) -> impl Future<Output = Result<Vec<Option<T>>>> + Send + 'a
+    where
+        T: DeserializeOwned + 'a,
+        K: AsRef<str> + Sync,
+    {
+        async move {
+            let names: Vec<&str> = keys.iter().map(AsRef::as_ref).collect();
+            let values = self.get_many(&names).await?;
+            names.iter().zip(values).map(|(key, value)| value.map(|value| decode(key, &value)).transpose()).collect()
+        }
+    }
+
+    /// Encodes every value as JSON and stores them in one batch ([`StateStore::set_many`]);
+    /// keys are any string type.
+    fn set_many_json<'a, T, K>(
+        &'a self,
+        entries: &'a [(K, T)],
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<()>> + Send + 'a
+    where
+        T: Serialize + Sync + 'a,
+        K: AsRef<str> + Sync,
+    {
+        async move {
+            let encoded = entries
+                .iter()
+                .map(|(key, value)| Ok((key.as_ref(), encode(key.as_ref(), value)?)))
+                .collect::<Result<Vec<_>>>()?;
+            self.set_many(&encoded, ttl).await
+        }
+    }
+
+    /// Takes the lock `name` for `ttl` if nobody holds it: `Some(guard)` for the new owner,
+    /// `None` while another owner holds it. See [`LockGuard`]: it can be extended and released
+    /// only by its owner, and dropping it releases it in the background.
+    fn lock<'a>(&'a self, name: &'a str, ttl: Duration) -> impl Future<Output = Result<Option<LockGuard>>> + Send + 'a
+    where
+        Self: Clone + Sized,
+    {
+        LockGuard::acquire(std::sync::Arc::new(self.clone()), name, ttl)
     }
 }
 

@@ -45,6 +45,11 @@ conformance!(
     optimistic_updates_from_many_tasks_lose_nothing,
     unicode_binary_looking_and_large_values,
     odd_keys,
+    compare_and_delete,
+    locks_belong_to_their_owner,
+    updates_can_refuse,
+    typed_bulk_with_owned_keys,
+    connect_and_ping,
 );
 
 #[tokio::test(start_paused = true)]

@@ -128,6 +128,16 @@ impl RedisStore {
         self.client("connect", "").await.map(drop)
     }
 
+    /// [`StateStore::ping`] without boxing the future: one `PING` round trip, timed.
+    pub async fn ping(&self) -> Result<Duration> {
+        self.ping_once().await
+    }
+
+    /// [`StateStore::compare_and_delete`] without boxing the future.
+    pub async fn compare_and_delete(&self, key: &str, expected: Expected) -> Result<bool> {
+        self.compare_and_delete_one(key, expected).await
+    }
+
     /// [`StateStore::close`] without boxing the future.
     pub async fn close(&self) -> Result<()> {
         self.shared.connection.close().await;
@@ -386,6 +396,18 @@ impl StateStore for RedisStore {
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome> {
         StateFuture::new(self.compare_and_swap_one(key, expected, value, ttl))
+    }
+
+    fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {
+        StateFuture::new(self.compare_and_delete_one(key, expected))
+    }
+
+    fn connect(&self) -> StateFuture<'_, ()> {
+        StateFuture::new(RedisStore::connect(self))
+    }
+
+    fn ping(&self) -> StateFuture<'_, Duration> {
+        StateFuture::new(self.ping_once())
     }
 
     fn close(&self) -> StateFuture<'_, ()> {

@@ -6,7 +6,8 @@ use infra_redis::{
     Failure, FailureKind,
     fred::{
         prelude::{
-            Error as FredError, Expiration, KeysInterface, LuaInterface, SetOptions, TransactionInterface, Value,
+            ClientLike, Error as FredError, Expiration, KeysInterface, LuaInterface, SetOptions, TransactionInterface,
+            Value,
         },
         types::Key,
         util::redis_keyslot,
@@ -15,7 +16,7 @@ use infra_redis::{
 
 use super::{
     RedisStore,
-    scripts::{COMPARE_AND_SWAP, INCREMENT_FLOAT},
+    scripts::{COMPARE_AND_DELETE, COMPARE_AND_SWAP, INCREMENT_FLOAT},
 };
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateValue, Version, Versioned,
@@ -213,6 +214,30 @@ impl RedisStore {
             }))),
             _ => Ok(CasOutcome::Conflict(None)),
         }
+    }
+}
+
+impl RedisStore {
+    pub(super) async fn compare_and_delete_one(&self, key: &str, expected: Expected) -> Result<bool> {
+        check_key(key)?;
+        let (mode, expected) = match expected {
+            Expected::Absent => return Ok(false),
+            Expected::Value(v) => ("value", v.as_str().to_owned()),
+            Expected::Version(v) => ("version", v.0),
+        };
+        let client = self.client("compare_and_delete", key).await?;
+        let deleted: i64 = client
+            .eval(COMPARE_AND_DELETE, vec![self.full_key(key)], vec![mode.to_owned(), expected])
+            .await
+            .map_err(|e| self.error("compare_and_delete", key, e))?;
+        Ok(deleted == 1)
+    }
+
+    pub(super) async fn ping_once(&self) -> Result<Duration> {
+        let client = self.client("ping", "").await?;
+        let started = std::time::Instant::now();
+        let _: Value = client.ping(None).await.map_err(|e| self.error("ping", "", e))?;
+        Ok(started.elapsed())
     }
 }
 

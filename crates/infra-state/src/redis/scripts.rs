@@ -33,3 +33,13 @@ end
 if current == false then return {0} end
 return {0, current, redis.sha1hex(current)}
 ";
+
+/// Compare-and-delete. ARGV: mode (value|version), expected. Returns 1 if deleted, else 0.
+pub(super) const COMPARE_AND_DELETE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok
+if ARGV[1] == 'value' then ok = (current == ARGV[2]) else ok = (redis.sha1hex(current) == ARGV[2]) end
+if ok then return redis.call('DEL', KEYS[1]) end
+return 0
+";

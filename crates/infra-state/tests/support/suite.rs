@@ -3,7 +3,9 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::TryStreamExt;
-use infra_state::{CasOutcome, Expected, Number, StateError, StateStoreExt, StateValue, Ttl};
+use infra_state::{
+    CasOutcome, Expected, Number, StateError, StateStore, StateStoreExt, StateValue, Ttl, UpdateOptions,
+};
 use serde::{Deserialize, Serialize};
 
 use super::Fixture;
@@ -297,8 +299,10 @@ pub async fn optimistic_updates_from_many_tasks_lose_nothing(f: &Fixture) {
         .map(|_| {
             let store = Arc::clone(&f.store);
             tokio::spawn(async move {
+                // 50 writers on one key: more attempts than the default bound, so none gives up.
+                let options = UpdateOptions::new().max_attempts(1_000);
                 store
-                    .update_json("position", None, |p: Option<Position>| {
+                    .update_json_with("position", options, |p: Option<Position>| {
                         let p = p.unwrap_or_default();
                         Position { qty: p.qty + 2, updates: p.updates + 1 }
                     })
@@ -382,4 +386,90 @@ pub async fn millisecond_exact_expiry_for_readers(f: &Fixture) {
     assert_eq!(s.get("k").await.unwrap(), None, "gone at exactly 100 ms");
     assert_eq!(s.get_many(&["k"]).await.unwrap(), [None]);
     assert!(s.set_if_not_exists("k", json("2"), None).await.unwrap(), "and free for a lock");
+}
+
+pub async fn compare_and_delete(f: &Fixture) {
+    let s = &f.store;
+    s.set("owned", json(r#""me""#), None).await.unwrap();
+    assert!(!s.compare_and_delete("owned", Expected::Value(json(r#""you""#))).await.unwrap());
+    assert!(!s.compare_and_delete("owned", Expected::Absent).await.unwrap(), "absent deletes nothing");
+    assert_eq!(text(s.get("owned").await.unwrap()).as_deref(), Some(r#""me""#), "a mismatch deletes nothing");
+    assert!(s.compare_and_delete("owned", Expected::Value(json(r#""me""#))).await.unwrap());
+    assert_eq!(s.get("owned").await.unwrap(), None);
+    assert!(!s.compare_and_delete("owned", Expected::Value(json(r#""me""#))).await.unwrap(), "gone already");
+
+    s.set("versioned", json("[1]"), None).await.unwrap();
+    let version = s.get_versioned("versioned").await.unwrap().unwrap().version;
+    s.set("versioned", json("[2]"), None).await.unwrap();
+    assert!(!s.compare_and_delete("versioned", Expected::Version(version)).await.unwrap(), "stale version");
+    let version = s.get_versioned("versioned").await.unwrap().unwrap().version;
+    assert!(s.compare_and_delete("versioned", Expected::Version(version)).await.unwrap());
+
+    s.set("short", json("1"), Some(Duration::from_millis(100))).await.unwrap();
+    f.advance(Duration::from_millis(250)).await;
+    assert!(!s.compare_and_delete("short", Expected::Value(json("1"))).await.unwrap(), "expired keys do not match");
+    assert!(matches!(s.compare_and_delete("", Expected::Absent).await, Err(StateError::InvalidKey { .. })));
+}
+
+pub async fn locks_belong_to_their_owner(f: &Fixture) {
+    let s = &f.store;
+    let ttl = Duration::from_millis(300);
+    let first = s.lock("lock:rebalance", ttl).await.unwrap().expect("a free lock is taken");
+    assert!(s.lock("lock:rebalance", ttl).await.unwrap().is_none(), "held: nobody else takes it");
+    assert!(first.extend(Duration::from_secs(30)).await.unwrap(), "the owner extends it");
+    assert!(matches!(s.ttl("lock:rebalance").await.unwrap(), Ttl::Expires(left) if left > ttl));
+    assert!(first.release().await.unwrap(), "the owner releases it");
+
+    // A lock that expired and was taken by another owner is not the former owner's any more.
+    let stale = s.lock("lock:rebalance", Duration::from_millis(100)).await.unwrap().unwrap();
+    f.advance(Duration::from_millis(250)).await;
+    let second = s.lock("lock:rebalance", Duration::from_secs(30)).await.unwrap().expect("expired: free again");
+    assert!(!stale.extend(Duration::from_secs(30)).await.unwrap());
+    assert!(!stale.release().await.unwrap(), "released only by its owner");
+    assert_eq!(s.get("lock:rebalance").await.unwrap().as_ref(), Some(second.token()), "the new owner keeps it");
+
+    // Dropping a guard releases it in the background.
+    drop(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while s.exists("lock:rebalance").await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the dropped guard never released the lock");
+        tokio::task::yield_now().await;
+    }
+    assert!(s.lock("lock:rebalance", ttl).await.unwrap().is_some());
+}
+
+pub async fn updates_can_refuse(f: &Fixture) {
+    let s = &f.store;
+    s.set_json("balance", &10, None).await.unwrap();
+    let refused = s.update_json("balance", None, |b: Option<i64>| b.map(|b| b - 25).filter(|b| *b >= 0)).await;
+    assert!(
+        matches!(&refused, Err(StateError::UpdateRefused { key, reason: None }) if key == "balance"),
+        "{refused:?}"
+    );
+    let refused = s
+        .update_json("balance", None, |b: Option<i64>| {
+            let b = b.unwrap_or(0);
+            if b < 25 { Err(format!("balance {b} is below 25")) } else { Ok(b - 25) }
+        })
+        .await
+        .unwrap_err();
+    let reason = std::error::Error::source(&refused).map(ToString::to_string);
+    assert_eq!(reason.as_deref(), Some("balance 10 is below 25"));
+    assert_eq!(s.get_json::<i64>("balance").await.unwrap(), Some(10), "a refused update changes nothing");
+    assert_eq!(s.update_json("balance", None, |b: Option<i64>| b.map(|b| b - 4)).await.unwrap(), 6);
+}
+
+pub async fn typed_bulk_with_owned_keys(f: &Fixture) {
+    let s = &f.store;
+    let entries: Vec<(String, f64)> = vec![("px:BTC".to_owned(), 50_000.5), ("px:ETH".to_owned(), 2_500.25)];
+    s.set_many_json(&entries, None).await.unwrap();
+    let keys: Vec<String> = vec!["px:BTC".into(), "px:SOL".into(), "px:ETH".into()];
+    assert_eq!(s.get_many_json::<f64, _>(&keys).await.unwrap(), vec![Some(50_000.5), None, Some(2_500.25)]);
+}
+
+pub async fn connect_and_ping(f: &Fixture) {
+    let s: &dyn StateStore = &*f.store;
+    s.connect().await.unwrap();
+    let rtt = s.ping().await.unwrap();
+    assert!(rtt < Duration::from_secs(5), "{rtt:?}");
 }
