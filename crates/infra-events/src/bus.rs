@@ -1,8 +1,10 @@
 //! The [`EventBus`] trait, handlers, subscriptions and their statistics.
 
 use std::{
+    any::Any,
     fmt,
     future::Future,
+    panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
         Arc,
@@ -170,8 +172,9 @@ pub struct Published {
     pub receivers: usize,
 }
 
-/// Handles events of one subscription. A returned error or a panic is logged and counted;
-/// later events are still handled.
+/// Handles events of one subscription. A returned error or a panic (in `handle` itself, in its
+/// future, or while what it returned is dropped) is logged and counted; later events are still
+/// handled.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one event.
     fn handle(&self, event: Envelope) -> BoxFuture<'static, std::result::Result<(), BoxError>>;
@@ -200,6 +203,7 @@ pub struct SubscriptionStats {
     gaps: AtomicU64,
     redelivered: AtomicU64,
     dead_lettered: AtomicU64,
+    task_failures: AtomicU64,
 }
 
 macro_rules! counter {
@@ -226,7 +230,8 @@ impl SubscriptionStats {
         errors, add_error;
         /// Events whose handler panicked.
         panics, add_panic;
-        /// Events lost because the queue was full ([`Overflow::DropNewest`]).
+        /// Events lost: the queue was full ([`Overflow::DropNewest`]), or the subscription's
+        /// task had stopped (see [`SubscriptionStats::task_failures`]).
         dropped, add_dropped;
         /// Times events may have been missed upstream (Redis: a reconnection, or fred's buffer
         /// overflowing); resynchronise state after one.
@@ -236,6 +241,17 @@ impl SubscriptionStats {
         redelivered, add_redelivered;
         /// Durable mode: events moved to the dead-letter stream after too many deliveries.
         dead_lettered, add_dead_lettered;
+        /// Times the task handling this subscription's events stopped abnormally, each reported
+        /// by an ERROR line: a panic outside the handler, or the task aborted (its runtime shut
+        /// down) while the subscription was live. The events it still held, and every later one,
+        /// count as [`dropped`](SubscriptionStats::dropped). Durable mode: times the consumer
+        /// panicked and was restarted (its unacknowledged events are delivered again).
+        task_failures, add_task_failure;
+    }
+
+    /// Counts `lost` more events as [`dropped`](SubscriptionStats::dropped).
+    fn add_dropped_many(&self, lost: u64) {
+        self.dropped.fetch_add(lost, Ordering::Relaxed);
     }
 }
 
@@ -243,24 +259,47 @@ impl SubscriptionStats {
 pub(crate) type Detach = Box<dyn FnOnce() + Send + Sync>;
 
 /// A new subscriber's end of its queue, as a backend attaches it; every backend turns it into a
-/// [`Subscription`] or an [`EventStream`] the same way.
+/// [`Subscription`] or an [`EventStream`] the same way. Dropped unused (a backend failed to
+/// finish subscribing), it detaches: otherwise its closed queue would count every later event on
+/// its topic as dropped.
 pub(crate) struct Attached {
-    pub(crate) receiver: mpsc::Receiver<Envelope>,
+    receiver: Option<mpsc::Receiver<Envelope>>,
     pub(crate) stats: Arc<SubscriptionStats>,
     pub(crate) detach: Detach,
 }
 
 #[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "backend plumbing; memory is the only backend so far"))]
 impl Attached {
+    /// A subscriber reading `receiver`, removed from its bus by `detach`.
+    pub(crate) fn new(receiver: mpsc::Receiver<Envelope>, stats: Arc<SubscriptionStats>, detach: Detach) -> Self {
+        Self { receiver: Some(receiver), stats, detach }
+    }
+
+    /// Takes the queue and the detach switch, leaving nothing for `drop` to do.
+    fn take(&mut self) -> Option<(mpsc::Receiver<Envelope>, Detach)> {
+        let receiver = self.receiver.take()?;
+        Some((receiver, std::mem::replace(&mut self.detach, Box::new(|| {}))))
+    }
+
     /// Runs `handler` for every queued event of `topic`.
-    pub(crate) fn into_subscription(self, topic: &Topic, handler: Arc<dyn Handler>) -> Subscription {
-        let task = run_handler(self.receiver, handler, self.stats.clone(), topic.to_string());
-        Subscription { stats: self.stats, detach: Some(self.detach), task: Some(task) }
+    pub(crate) fn into_subscription(mut self, topic: &Topic, handler: Arc<dyn Handler>) -> Subscription {
+        let (receiver, detach) = self.take().expect("an attached queue is taken once");
+        let task = run_handler(receiver, handler, self.stats.clone(), topic.to_string());
+        Subscription { stats: self.stats.clone(), detach: Some(detach), task: Some(task) }
     }
 
     /// Hands the queue to the caller as a stream.
-    pub(crate) fn into_stream(self) -> EventStream {
-        EventStream { queue: self.receiver, stats: self.stats, detach: Some(self.detach) }
+    pub(crate) fn into_stream(mut self) -> EventStream {
+        let (queue, detach) = self.take().expect("an attached queue is taken once");
+        EventStream { queue, stats: self.stats.clone(), detach: Some(detach) }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let Some((_, detach)) = self.take() {
+            detach();
+        }
     }
 }
 
@@ -314,16 +353,63 @@ impl Drop for Subscription {
 
 /// Runs `handler` for each queued event until the queue is closed and drained.
 fn run_handler(
-    mut queue: mpsc::Receiver<Envelope>,
+    queue: mpsc::Receiver<Envelope>,
     handler: Arc<dyn Handler>,
     stats: Arc<SubscriptionStats>,
     topic: String,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = queue.recv().await {
-            handle_event(handler.as_ref(), event, &stats, &topic).await;
+        let mut worker = Worker { queue, stats, topic, in_flight: false, finished: false };
+        while let Some(event) = worker.queue.recv().await {
+            worker.in_flight = true;
+            handle_event(handler.as_ref(), event, &worker.stats, &worker.topic).await;
+            worker.in_flight = false;
         }
+        worker.finished = true;
     })
+}
+
+/// The state of a subscription's task, which reports the task stopping abnormally when dropped
+/// before its queue ended: a panic escaping the loop unwinds through it, and an aborted task (a
+/// runtime shutting down) drops it.
+struct Worker {
+    queue: mpsc::Receiver<Envelope>,
+    stats: Arc<SubscriptionStats>,
+    topic: String,
+    /// An event is being handled.
+    in_flight: bool,
+    /// The queue was closed and drained: the normal end.
+    finished: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Closed before this: the subscription had ended, its task just did not reach its end.
+        let detached = self.queue.is_closed();
+        // Later events meet a closed queue, which the bus counts as dropped.
+        self.queue.close();
+        let mut lost = u64::from(self.in_flight);
+        while self.queue.try_recv().is_ok() {
+            lost += 1;
+        }
+        if detached && lost == 0 {
+            return;
+        }
+        self.stats.add_dropped_many(lost);
+        let task_failures = self.stats.add_task_failure();
+        let cause = if std::thread::panicking() { "a panic outside the handler" } else { "the task was aborted" };
+        tracing::error!(
+            target: "infra_events",
+            topic = %self.topic,
+            cause,
+            lost,
+            task_failures,
+            "subscription task stopped: its queued events and every later one are dropped"
+        );
+    }
 }
 
 /// Runs `handler` on `event` with the publisher's correlation ID, isolating an error or a
@@ -336,26 +422,43 @@ pub(crate) async fn handle_event(
 ) -> bool {
     let id = event.id;
     let correlation = event.correlation_id.clone();
-    let call = std::panic::AssertUnwindSafe(handler.handle(event)).catch_unwind();
-    let outcome = match correlation {
-        Some(correlation) => infra_log::with_correlation_id(correlation, call).await,
-        None => call.await,
+    let isolated = async move {
+        // Everything the handler's code runs is inside: the call itself (a closure handler's
+        // synchronous part runs before any future exists), its future, dropping that future, and
+        // formatting and dropping its error.
+        let call = AssertUnwindSafe(async move {
+            match handler.handle(event).await {
+                Ok(()) => {
+                    stats.add_handled();
+                    true
+                }
+                Err(error) => {
+                    let errors = stats.add_error();
+                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
+                    false
+                }
+            }
+        });
+        match call.catch_unwind().await {
+            Ok(handled) => handled,
+            Err(payload) => {
+                let panics = stats.add_panic();
+                tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
+                discard(payload);
+                false
+            }
+        }
     };
-    match outcome {
-        Ok(Ok(())) => {
-            stats.add_handled();
-            true
-        }
-        Ok(Err(error)) => {
-            let errors = stats.add_error();
-            tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
-            false
-        }
-        Err(_) => {
-            let panics = stats.add_panic();
-            tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
-            false
-        }
+    match correlation {
+        Some(correlation) => infra_log::with_correlation_id(correlation, isolated).await,
+        None => isolated.await,
+    }
+}
+
+/// Drops a panic payload; one whose own drop panics (handler code too) is leaked instead.
+fn discard(payload: Box<dyn Any + Send>) {
+    if let Err(nested) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(nested);
     }
 }
 

@@ -126,7 +126,7 @@ impl MemoryBus {
                 inner.subscribers.write().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|s| s.id != id);
             }
         });
-        Ok(Attached { receiver, stats, detach })
+        Ok(Attached::new(receiver, stats, detach))
     }
 
     /// Hands `event` to the matching subscriptions of the given kind.
@@ -187,9 +187,12 @@ impl Publish<'_> {
 /// Waits for room in the queues of blocking subscriptions that were full.
 async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelope)>) -> Published {
     for (subscriber, event) in waiting {
-        if subscriber.queue.send(event).await.is_ok() {
-            subscriber.stats.add_received();
-            published.receivers += 1;
+        match subscriber.queue.send(event).await {
+            Ok(()) => {
+                subscriber.stats.add_received();
+                published.receivers += 1;
+            }
+            Err(mpsc::error::SendError(event)) => stopped(&subscriber, &event),
         }
     }
     published
@@ -197,7 +200,7 @@ async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelop
 
 /// Queues `event` for `subscriber` without waiting; says whether it was queued. A full queue
 /// either hands the event back in `waiting` (blocking subscribers, awaited after the lock is
-/// released) or drops it and counts the drop.
+/// released) or drops it and counts the drop; so does a closed one.
 fn offer(subscriber: &Arc<Subscriber>, event: Envelope, waiting: &mut Vec<(Arc<Subscriber>, Envelope)>) -> bool {
     match subscriber.queue.try_send(event) {
         Ok(()) => {
@@ -221,7 +224,26 @@ fn offer(subscriber: &Arc<Subscriber>, event: Envelope, waiting: &mut Vec<(Arc<S
             }
             false
         }
-        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Closed(event)) => {
+            stopped(subscriber, &event);
+            false
+        }
+    }
+}
+
+/// Counts `event` as dropped for a subscriber whose queue is closed although it is still
+/// attached: its task stopped abnormally (counted and logged there), or its stream was dropped
+/// while this publisher waited for room.
+#[cold]
+fn stopped(subscriber: &Subscriber, event: &Envelope) {
+    let dropped = subscriber.stats.add_dropped();
+    if dropped.is_power_of_two() {
+        tracing::warn!(
+            target: "infra_events",
+            channel = event.channel,
+            dropped,
+            "subscription stopped: events dropped for this subscription"
+        );
     }
 }
 

@@ -25,6 +25,40 @@ fn recorder() -> (Seen, Arc<dyn infra_events::Handler>) {
     (seen, Arc::new(handler))
 }
 
+/// The ERROR lines logged while it is the thread's default subscriber, as `field=value` lists.
+#[derive(Clone, Default)]
+struct ErrorLines(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for ErrorLines {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() == tracing::Level::ERROR
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Fields(Vec<String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push(format!("{}={value:?}", field.name()));
+            }
+        }
+        let mut fields = Fields(Vec::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0.join(" "));
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn channel(name: &str) -> Topic {
     Topic::Channel(name.to_owned())
 }
@@ -120,6 +154,77 @@ async fn handler_errors_and_panics_are_counted_and_isolated() {
     assert_eq!((stats.received(), stats.handled(), stats.errors(), stats.panics()), (10, 5, 4, 1));
     good.unsubscribe().await;
     assert_eq!(numbers(&seen), (0..10).collect::<Vec<_>>(), "the other subscription saw everything");
+}
+
+#[tokio::test]
+async fn a_handler_panicking_before_it_returns_its_future_keeps_its_subscription() {
+    let bus = MemoryBus::new("bot");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    // The panic is in the closure itself, before any future exists.
+    let handler = move |event: Envelope| {
+        let n = event.decode::<i64>().unwrap();
+        assert_ne!(n, 1, "handler bug in its synchronous part");
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(n);
+            Ok::<(), BoxError>(())
+        }
+    };
+    let subscription = bus.subscribe(channel("c"), Arc::new(handler), SubscribeOptions::default()).await.unwrap();
+    for n in 1..=3 {
+        assert_eq!(bus.publish("c", json!(n)).await.unwrap().receivers, 1);
+    }
+    let stats = subscription.unsubscribe().await;
+    assert_eq!(*seen.lock().unwrap(), [2, 3], "the events after the panic are handled");
+    assert_eq!((stats.received(), stats.handled(), stats.panics(), stats.dropped()), (3, 2, 1, 0));
+    assert_eq!(stats.task_failures(), 0, "its task never stopped");
+}
+
+#[test]
+fn a_subscription_task_stopped_abnormally_is_counted_with_every_event_it_loses() {
+    let lines = ErrorLines::default();
+    let _logging = tracing::subscriber::set_default(lines.clone());
+    let bus = MemoryBus::new("bot");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let started = Arc::new(tokio::sync::Notify::new());
+    let (subscription, finished) = runtime.block_on(async {
+        let (finished, handler) = recorder();
+        let done = bus.subscribe(channel("done"), handler, SubscribeOptions::default()).await.unwrap();
+        bus.publish("done", json!(0)).await.unwrap();
+        // Ends normally before the runtime goes: not a failure.
+        assert_eq!(done.unsubscribe().await.task_failures(), 0);
+
+        let notify = started.clone();
+        let stuck = move |_event: Envelope| {
+            let notify = notify.clone();
+            async move {
+                notify.notify_one();
+                std::future::pending::<Result<(), BoxError>>().await
+            }
+        };
+        let subscription = bus.subscribe(channel("c"), Arc::new(stuck), SubscribeOptions::default()).await.unwrap();
+        for n in 0..3 {
+            bus.publish("c", json!(n)).await.unwrap();
+        }
+        started.notified().await;
+        (subscription, finished)
+    });
+    assert_eq!(numbers(&finished), [0]);
+    assert!(lines.0.lock().unwrap().is_empty(), "{:?}", lines.0);
+    // The runtime shutting down aborts the task: one event in the handler, two queued.
+    drop(runtime);
+    let logged = lines.0.lock().unwrap().clone();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains(r#"cause="the task was aborted" lost=3 task_failures=1"#), "{logged:?}");
+    let stats = subscription.stats();
+    assert_eq!((stats.received(), stats.handled(), stats.task_failures(), stats.dropped()), (3, 0, 1, 3));
+    // The subscription is still attached: what reaches it now is lost, and counted.
+    let published = futures::FutureExt::now_or_never(bus.publish("c", json!(3))).unwrap().unwrap();
+    assert_eq!(published.receivers, 0);
+    assert_eq!((stats.received(), stats.dropped()), (3, 4));
+    drop(subscription);
+    assert_eq!(bus.subscriber_count(), 0);
 }
 
 #[tokio::test]

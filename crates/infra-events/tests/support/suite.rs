@@ -146,6 +146,35 @@ pub async fn handler_errors_and_panics_are_isolated(f: &Fixture) {
     }
     let stats = bad.unsubscribe().await;
     assert_eq!((stats.received(), stats.handled(), stats.errors(), stats.panics()), (10, 5, 4, 1));
+    a_panic_before_the_handlers_future_exists_is_isolated(f).await;
+}
+
+/// Part of [`handler_errors_and_panics_are_isolated`]: a closure handler that panics in its
+/// synchronous part, before it returns a future, on the first of three events.
+async fn a_panic_before_the_handlers_future_exists_is_isolated(f: &Fixture) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let handler = move |event: Envelope| {
+        let n = event.decode::<i64>().unwrap();
+        assert_ne!(n, 1, "handler bug in its synchronous part");
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push(n);
+            Ok::<(), BoxError>(())
+        }
+    };
+    let bad = f.subscriber.subscribe(channel("d"), Arc::new(handler), SubscribeOptions::default()).await.unwrap();
+    let mut witness = f.subscriber.stream(channel("d"), SubscribeOptions::default()).await.unwrap();
+    for n in 1..=3 {
+        f.publisher.publish("d", json!(n)).await.unwrap();
+    }
+    for n in 1..=3 {
+        assert_eq!(number(&mut witness).await, n, "the other subscription is unaffected");
+    }
+    let stats = bad.unsubscribe().await;
+    assert_eq!(*seen.lock().unwrap(), [2, 3], "the events after the panic are handled");
+    assert_eq!((stats.received(), stats.handled(), stats.panics(), stats.dropped()), (3, 2, 1, 0));
+    assert_eq!(stats.task_failures(), 0, "its task never stopped");
 }
 
 pub async fn handlers_run_with_the_publishers_correlation_id(f: &Fixture) {

@@ -87,6 +87,7 @@ pub(super) async fn supervise(consumer: Arc<Consumer>, stop: watch::Receiver<boo
             return;
         }
         panics = panics.saturating_add(1);
+        consumer.stats.add_task_failure();
         tracing::error!(target: "infra_events", stream = %consumer.key, group = %consumer.group, panics, "durable consumer panicked: restarted, its unacknowledged events will be claimed again");
         tokio::time::sleep(Duration::from_millis(50 << panics.min(5))).await;
     }
