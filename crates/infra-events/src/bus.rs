@@ -203,6 +203,7 @@ pub struct SubscriptionStats {
     gaps: AtomicU64,
     redelivered: AtomicU64,
     dead_lettered: AtomicU64,
+    trimmed: AtomicU64,
     task_failures: AtomicU64,
 }
 
@@ -241,6 +242,10 @@ impl SubscriptionStats {
         redelivered, add_redelivered;
         /// Durable mode: events moved to the dead-letter stream after too many deliveries.
         dead_lettered, add_dead_lettered;
+        /// Durable mode: entries trimmed from the stream (`MAXLEN`) before they were
+        /// acknowledged, read or not: lost, never handled, and logged at ERROR (with their
+        /// IDs, or the range they were in when the group had not read them). Not dead letters.
+        trimmed, add_trimmed;
         /// Times the task handling this subscription's events stopped abnormally, each reported
         /// by an ERROR line: a panic outside the handler, or the task aborted (its runtime shut
         /// down) while the subscription was live. The events it still held, and every later one,

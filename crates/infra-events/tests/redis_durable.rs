@@ -1,11 +1,12 @@
 //! The durable bus (Redis Streams) against throwaway real servers: groups, acknowledgement,
-//! redelivery, dead letters, replay, and a server killed mid-run.
+//! redelivery, dead letters, entries trimmed before acknowledgement, replay, unsubscribing
+//! under load, cleanup of groups and consumers, and a server killed mid-run.
 
 use std::{
     collections::{BTreeMap, HashSet},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -275,4 +276,165 @@ async fn nothing_is_lost_when_the_server_is_killed_and_restarted() {
         stats.redelivered()
     );
     assert_eq!(stats.handled(), seen.len() as u64, "every delivery, duplicates included, is counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_returns_while_a_publisher_keeps_publishing() {
+    let server = RedisServer::start().unwrap();
+    let bus = durable(&server, "bot", DurableOptions::default());
+    let handled = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&handled);
+    // Slower than the publisher: the stream is never empty while it publishes.
+    let handler = move |_: Envelope| {
+        let counter = Arc::clone(&counter);
+        async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), BoxError>(())
+        }
+    };
+    let subscription =
+        bus.subscribe(channel("ticks"), Arc::new(handler), SubscribeOptions::default().group("g")).await.unwrap();
+    let (published, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let publishing = {
+        let (bus, published, stop) = (bus.clone(), Arc::clone(&published), Arc::clone(&stop));
+        tokio::spawn(async move {
+            for n in 0_u64.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                bus.publish("ticks", json!(n)).await.unwrap();
+                published.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    until("the subscription to be busy", || handled.load(Ordering::SeqCst) >= 1).await;
+
+    let before = published.load(Ordering::SeqCst);
+    let stats = tokio::time::timeout(Duration::from_secs(10), subscription.unsubscribe())
+        .await
+        .expect("unsubscribe returned although the publisher never paused");
+    assert!(!publishing.is_finished(), "the publisher was still publishing");
+    stop.store(true, Ordering::SeqCst);
+    publishing.await.unwrap();
+    assert!(stats.handled() >= before, "published before unsubscribe: {before}, handled: {}", stats.handled());
+    assert_eq!(stats.errors(), 0);
+}
+
+/// Publishes five events whose handler fails (so they stay pending), then enough others to
+/// trim them from the stream (some of those are trimmed before they are read), and checks that
+/// every entry is either handled or counted as trimmed, none as dead-lettered.
+async fn trimmed_while_pending(server: &RedisServer, channel_name: &str, max_deliveries: u32) {
+    // A claim only looks at entries idle this long: by then the five are long trimmed.
+    let options =
+        DurableOptions::default().stream_max_len(10).claim_after(Duration::from_secs(1)).max_deliveries(max_deliveries);
+    let bus = durable(server, "bot", options);
+    let handler = |event: Envelope| async move {
+        match event.decode::<i64>()? {
+            n if n < 5 => Err::<(), BoxError>("the handler fails".into()),
+            _ => Ok(()),
+        }
+    };
+    let group = SubscribeOptions::default().group("ledger");
+    let subscription = bus.subscribe(channel(channel_name), Arc::new(handler), group).await.unwrap();
+    for n in 0..5 {
+        bus.publish(channel_name, json!(n)).await.unwrap();
+    }
+    until("five failed deliveries", || subscription.stats().errors() >= 5).await;
+    let rest = (5..105).map(|n| (channel_name.to_owned(), json!(n))).collect();
+    assert!(bus.publish_batch(rest).await.unwrap().iter().all(Result::is_ok));
+    let key = bus.stream_key(channel_name);
+    let first = texts(&server.command(&["XRANGE", &key, "-", "+", "COUNT", "1"]).unwrap());
+    assert!(first.iter().all(|text| !text.contains(r#""payload":4"#)), "the failed five are trimmed: {first:?}");
+
+    let stats = subscription.stats();
+    until("every entry handled or reported trimmed", || stats.handled() + stats.trimmed() == 105).await;
+    let stats = subscription.unsubscribe().await;
+    assert_eq!((stats.errors(), stats.dead_lettered(), stats.redelivered()), (5, 0, 0), "{stats:?}");
+    assert!(stats.trimmed() >= 5, "the failed five are lost, and counted: {stats:?}");
+    let dead_letters = server.command(&["XLEN", &bus.dead_letter_key(channel_name)]).unwrap();
+    assert_eq!(dead_letters, Reply::Integer(0), "a trimmed entry is not a dead letter");
+    let pending = server.command(&["XPENDING", &key, "ledger"]).unwrap();
+    assert_eq!(texts(&pending).first().map(String::as_str), Some("0"), "{pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_before_acknowledgement_are_counted_as_trimmed_not_dead_lettered() {
+    // Small stream nodes, so `MAXLEN ~ 10` trims within a few dozen entries.
+    let server = RedisServer::builder().args(["--stream-node-max-entries", "4"]).start().unwrap();
+    // Due for the dead-letter stream when trimmed (the bury step finds them gone) ...
+    trimmed_while_pending(&server, "buried", 1).await;
+    // ... or to be claimed again (XAUTOCLAIM reports them deleted).
+    trimmed_while_pending(&server, "claimed", 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_trimmed_before_the_group_read_them_are_counted_as_trimmed() {
+    let server = RedisServer::builder().args(["--stream-node-max-entries", "4"]).start().unwrap();
+    let bus = durable(&server, "bot", DurableOptions::default().stream_max_len(10));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let group = SubscribeOptions::default().group("ledger");
+    let subscription = bus.subscribe(channel("fills"), recorder(&seen), group.clone()).await.unwrap();
+    bus.publish("fills", json!(0)).await.unwrap();
+    until("the first fill", || seen.lock().unwrap().len() == 1).await;
+    subscription.unsubscribe().await;
+
+    // Nobody reads the group meanwhile: most of these are trimmed unread.
+    let fills = (1..=100).map(|n| ("fills".to_owned(), json!(n))).collect();
+    assert!(bus.publish_batch(fills).await.unwrap().iter().all(Result::is_ok));
+    let subscription = bus.subscribe(channel("fills"), recorder(&seen), group).await.unwrap();
+    let stats = subscription.stats();
+    until("every fill handled or reported trimmed", || stats.handled() + stats.trimmed() == 100).await;
+    let stats = subscription.unsubscribe().await;
+    let seen = seen.lock().unwrap().clone();
+    assert!(stats.trimmed() >= 80, "{stats:?}");
+    assert_eq!(seen.len() as u64, 1 + stats.handled());
+    let expected: Vec<i64> = (0..=100).filter(|&n| n == 0 || n > i64::try_from(stats.trimmed()).unwrap()).collect();
+    assert_eq!(seen, expected, "the newest fills, in order, after the trimmed ones");
+}
+
+/// The consumers of `group` on `key`: each one's name and pending count.
+fn consumers(server: &RedisServer, key: &str, group: &str) -> Vec<(String, String)> {
+    let Reply::Array(Some(consumers)) = server.command(&["XINFO", "CONSUMERS", key, group]).unwrap() else {
+        panic!("XINFO CONSUMERS answers an array")
+    };
+    consumers
+        .iter()
+        .map(|consumer| {
+            let fields = texts(consumer);
+            let value = |name: &str| fields.iter().position(|f| f == name).map(|i| fields[i + 1].clone()).unwrap();
+            (value("name"), value("pending"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_leaves_no_consumer_or_private_group_behind() {
+    let server = RedisServer::start().unwrap();
+    let bus = durable(&server, "bot", DurableOptions::default());
+    let key = bus.stream_key("jobs");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let workers = SubscribeOptions::default().group("workers");
+    let subscription = bus.subscribe(channel("jobs"), recorder(&seen), workers.clone()).await.unwrap();
+    bus.publish("jobs", json!(1)).await.unwrap();
+    until("the job", || seen.lock().unwrap().len() == 1).await;
+    assert_eq!(consumers(&server, &key, "workers").len(), 1);
+    subscription.unsubscribe().await;
+    assert_eq!(consumers(&server, &key, "workers"), [], "the consumer left with its subscription");
+
+    // An entry still pending for a consumer would be lost with it: that consumer stays.
+    let failing = |_: Envelope| async { Err::<(), BoxError>("fails".into()) };
+    let subscription = bus.subscribe(channel("jobs"), Arc::new(failing), workers).await.unwrap();
+    bus.publish("jobs", json!(2)).await.unwrap();
+    until("the failed job", || subscription.stats().errors() == 1).await;
+    subscription.unsubscribe().await;
+    let left = consumers(&server, &key, "workers");
+    assert_eq!(left.iter().map(|(_, pending)| pending.as_str()).collect::<Vec<_>>(), ["1"], "{left:?}");
+
+    // A private group goes with its subscription, also when the stream is just dropped.
+    let stream = bus.stream(channel("jobs"), SubscribeOptions::default()).await.unwrap();
+    let groups = || texts(&server.command(&["XINFO", "GROUPS", &key]).unwrap()).iter().filter(|t| *t == "name").count();
+    assert_eq!(groups(), 2);
+    drop(stream);
+    until("the private group to be destroyed", || groups() == 1).await;
 }

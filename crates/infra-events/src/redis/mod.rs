@@ -33,9 +33,20 @@
 //!   acknowledged ([`SubscriptionStats::dead_lettered`](crate::SubscriptionStats::dead_lettered));
 //! - a consumer task that panics is started again; what it had read but not acknowledged is
 //!   claimed again like a crashed consumer's, so nothing is lost;
+//! - an entry trimmed from the stream by `MAXLEN` before it was acknowledged (read and
+//!   pending, or not yet read by the group) is lost: it is counted in
+//!   [`SubscriptionStats::trimmed`](crate::SubscriptionStats::trimmed) and logged at ERROR,
+//!   never as a dead letter. Size `stream_max_len` for the longest backlog a group may fall
+//!   behind by. (Entries trimmed before the group read them are counted on Redis 7 and on
+//!   streams without `XDEL`-deleted entries, from the counters Redis keeps per stream and group.)
 //! - a subscription joins a named group ([`SubscribeOptions::group`](crate::SubscribeOptions::group)),
 //!   which resumes where it left off after a restart, or gets a private group
-//!   `<source>.<id>` that receives every event and is destroyed when the subscription ends;
+//!   `<source>.<id>` that receives every event and is destroyed when the subscription ends; in
+//!   a named group its consumer is removed when it ends, unless entries are still pending for
+//!   it (they stay for the group to claim);
+//! - `unsubscribe` first delivers what the stream held when the subscription saw the stop
+//!   (up to the last entry then, plus the rest of the batch that reached it), so it returns
+//!   even while publishers go on;
 //! - a new group starts at the end of the stream, at its beginning, or after a
 //!   [`Position`](crate::Position) ([`Start`](crate::Start)), which is how a subscriber replays
 //!   history: every delivered [`Envelope`](crate::Envelope) carries its position.

@@ -16,38 +16,15 @@ use tokio::sync::{mpsc, watch};
 
 use super::{
     DurableOptions,
-    entries::{Entry, entry, envelope, into_array},
+    entries::{Entry, Item, StreamId, envelope, into_array, item},
+    scripts::{CLAIM_OR_BURY, READ_NEW, REMOVE_IDLE_CONSUMER},
 };
 use crate::{Envelope, Handler, Position, Result, SubscriptionStats, bus::handle_event, redis::command_error};
 
-/// Moves entries delivered too often to the dead-letter stream, then claims the other idle ones
-/// (`XAUTOCLAIM`, which also drops entries trimmed away meanwhile). `XPENDING` comes first
-/// because only it tells how often an entry was delivered.
-/// KEYS: stream, dead-letter stream. ARGV: group, consumer, min idle ms, max deliveries, count,
-/// dead-letter max length. Returns {dead-lettered count, claimed entries}.
-const CLAIM_OR_BURY: &str = r"
-local pending = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], '-', '+', ARGV[5])
-local dead = 0
-for _, p in ipairs(pending) do
-  if p[4] >= tonumber(ARGV[4]) then
-    local entry = redis.call('XRANGE', KEYS[1], p[1], p[1])[1]
-    if entry then
-      local fields = entry[2]
-      table.insert(fields, 'stream_id'); table.insert(fields, p[1])
-      table.insert(fields, 'group'); table.insert(fields, ARGV[1])
-      table.insert(fields, 'deliveries'); table.insert(fields, tostring(p[4]))
-      redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', unpack(fields))
-    end
-    redis.call('XACK', KEYS[1], ARGV[1], p[1])
-    dead = dead + 1
-  end
-end
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[5])
-return {dead, claimed[2]}
-";
-
 /// Entries read or claimed per round trip.
 const BATCH: u64 = 256;
+/// IDs of trimmed entries a log line lists at most.
+const LOGGED_IDS: usize = 32;
 /// Longest a read blocks before the consumer looks at its stop signal and pending entries: also
 /// the longest `unsubscribe` waits for an idle subscription.
 pub(super) const MAX_BLOCK: Duration = Duration::from_millis(250);
@@ -105,13 +82,24 @@ impl Consumer {
     }
 
     /// Reads, claims and delivers until stopped (or until its stream is dropped). Once stopped,
-    /// it drains what the stream holds for it (so events published before `unsubscribe` are
-    /// handled, as on the other buses), then leaves.
-    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// it drains the stream up to the last entry it held when the stop was seen (so events
+    /// published before `unsubscribe` are handled, as on the other buses, while a publisher that
+    /// never pauses cannot keep it running), then removes what it created and leaves.
+    pub(super) async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut next_claim = Instant::now();
         let mut failures = 0_u32;
+        // Set once stopping: the last entry to deliver.
+        let mut drain_to = None;
         loop {
-            let stopping = *stop.borrow();
+            if drain_to.is_none() && *stop.borrow() {
+                match self.last_entry().await {
+                    Ok(Some(last)) => drain_to = Some(last),
+                    // An empty stream holds nothing to drain; an unreadable one leaves what is
+                    // pending to the group.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            let stopping = drain_to.is_some();
             let claiming = !stopping && Instant::now() >= next_claim;
             let outcome = if claiming {
                 next_claim = Instant::now() + self.block;
@@ -125,7 +113,14 @@ impl Consumer {
                 Ok(entries) if stopping && entries.is_empty() => break,
                 Ok(entries) => {
                     failures = 0;
+                    let last = entries.last().and_then(|(id, _)| StreamId::parse(id));
                     if !self.deliver(entries, claiming).await {
+                        break;
+                    }
+                    // Past the bound: what was read with it is delivered, the rest is left.
+                    if let (Some(bound), Some(last)) = (drain_to, last)
+                        && last >= bound
+                    {
                         break;
                     }
                 }
@@ -140,7 +135,7 @@ impl Consumer {
                         tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, "consumer group missing: recreated, events may have been missed");
                         let _ = self.create_group("0").await;
                     } else if failures == 1 || failures.is_power_of_two() {
-                        tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, failures, error = %error, "durable subscription cannot read; retrying");
+                        tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, failures, error = %infra_redis::Failure::from(error), "durable subscription cannot read; retrying");
                     }
                     let pause = Duration::from_millis(50 << failures.min(5));
                     tokio::select! {
@@ -151,28 +146,82 @@ impl Consumer {
                 }
             }
         }
-        if self.private {
-            let _ = self.reader.client().xgroup_destroy::<Value, _, _>(self.key.as_str(), self.group.as_str()).await;
-        }
+        self.remove_from_group().await;
         self.reader.close().await;
+    }
+
+    /// The ID of the stream's last entry; `None` if it is empty.
+    async fn last_entry(&self) -> std::result::Result<Option<StreamId>, FredError> {
+        let reply: Value = self.reader.client().xrevrange(self.key.as_str(), "+", "-", Some(1)).await?;
+        let id = into_array(reply).into_iter().next().and_then(|entry| into_array(entry).into_iter().next());
+        Ok(id.and_then(|id| id.into_string()).and_then(|id| StreamId::parse(&id)))
+    }
+
+    /// Removes what the subscription created: its private group, or its consumer in a named
+    /// group unless entries are still pending for it (they stay for the group to claim). A
+    /// failure is logged: the leftover is harmless but visible in `XINFO`.
+    async fn remove_from_group(&self) {
+        let (key, group) = (self.key.as_str(), self.group.as_str());
+        let client = self.reader.client();
+        if self.private {
+            if let Err(error) = client.xgroup_destroy::<Value, _, _>(key, group).await {
+                tracing::warn!(target: "infra_events", stream = %key, group = %group, error = %infra_redis::Failure::from(error), "cannot remove the subscription's private consumer group");
+            }
+            return;
+        }
+        let args = vec![group, self.name.as_str()];
+        match client.eval::<i64, _, _, _>(REMOVE_IDLE_CONSUMER, vec![key], args).await {
+            Ok(1) => {}
+            Ok(_) => {
+                tracing::info!(target: "infra_events", stream = %key, group = %group, consumer = %self.name, "consumer kept in its group: entries are still pending for it, the group claims them after claim_after");
+            }
+            // The group is gone already: nothing left to remove.
+            Err(error) if error.details().contains("NOGROUP") => {}
+            Err(error) => {
+                tracing::warn!(target: "infra_events", stream = %key, group = %group, consumer = %self.name, error = %infra_redis::Failure::from(error), "cannot remove the subscription's consumer from its group");
+            }
+        }
     }
 
     /// New entries for this consumer, waiting up to `block` for some if `wait`.
     async fn read(&self, wait: bool) -> std::result::Result<Vec<Entry>, FredError> {
-        let block = wait.then(|| u64::try_from(self.block.as_millis()).unwrap_or(250));
-        let reply: Value = self
-            .reader
-            .client()
-            .xreadgroup(self.group.as_str(), self.name.as_str(), Some(BATCH), block, false, self.key.as_str(), ">")
-            .await?;
-        let mut entries = Vec::new();
-        for stream in into_array(reply) {
+        let (entries, last) = self.read_now().await?;
+        if !entries.is_empty() || !wait {
+            return Ok(entries);
+        }
+        // Nothing new: wait for an entry after the stream's last one without reading it for
+        // the group (a blocking read cannot run in the script that counts trimmed entries).
+        let block = u64::try_from(self.block.as_millis()).unwrap_or(250);
+        let woken: Value = self.reader.client().xread(Some(1), Some(block), self.key.as_str(), last.as_str()).await?;
+        if woken.is_null() {
+            return Ok(Vec::new());
+        }
+        Ok(self.read_now().await?.0)
+    }
+
+    /// New entries for this consumer (without waiting), and the ID of the stream's last entry.
+    async fn read_now(&self) -> std::result::Result<(Vec<Entry>, String), FredError> {
+        let args = vec![self.group.clone(), self.name.clone(), BATCH.to_string()];
+        let reply: Value = self.reader.client().eval(READ_NEW, vec![self.key.as_str()], args).await?;
+        let mut reply = into_array(reply).into_iter();
+        let lost = reply.next().and_then(|v| v.as_u64()).unwrap_or_default();
+        let mut items = Vec::new();
+        for stream in reply.next().map(into_array).unwrap_or_default() {
             // [key, entries]
             if let Some(list) = into_array(stream).into_iter().nth(1) {
-                entries.extend(into_array(list).into_iter().filter_map(entry));
+                items.extend(into_array(list).into_iter().filter_map(item));
             }
         }
-        Ok(entries)
+        let mut text = || reply.next().and_then(Value::into_string).unwrap_or_default();
+        let (position, first, last) = (text(), text(), text());
+        if lost > 0 {
+            for _ in 0..lost {
+                self.stats.add_trimmed();
+            }
+            tracing::error!(target: "infra_events", stream = %self.key, group = %self.group, trimmed = lost, total = self.stats.trimmed(), after = %position, before = %first, "entries trimmed from the stream before the group read them: lost (raise stream_max_len)");
+        }
+        let last = if last.is_empty() { "$".to_owned() } else { last };
+        Ok((self.split_trimmed(items, Vec::new()).await, last))
     }
 
     /// Dead-letters entries delivered too often and claims the other idle ones for this
@@ -197,7 +246,40 @@ impl Consumer {
             }
             tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, dead, dead_letters = %self.dead_key, "events moved to the dead-letter stream after too many deliveries");
         }
-        Ok(reply.next().map(into_array).unwrap_or_default().into_iter().filter_map(entry).collect())
+        let items = reply.next().map(into_array).unwrap_or_default().into_iter().filter_map(item).collect();
+        let trimmed = reply.next().map(into_array).unwrap_or_default().into_iter().filter_map(Value::into_string);
+        Ok(self.split_trimmed(items, trimmed.collect()).await)
+    }
+
+    /// The entries of `items`. The deleted ones, and `trimmed` (already no longer pending),
+    /// were trimmed from the stream before they were acknowledged: they are counted and logged
+    /// as lost, and the deleted ones acknowledged so they stop being pending.
+    async fn split_trimmed(&self, items: Vec<Item>, mut trimmed: Vec<String>) -> Vec<Entry> {
+        let mut entries = Vec::with_capacity(items.len());
+        let mut deleted = Vec::new();
+        for item in items {
+            match item {
+                Item::Entry(entry) => entries.push(entry),
+                Item::Deleted(id) => deleted.push(id),
+            }
+        }
+        if !deleted.is_empty() {
+            let acknowledged =
+                self.reader.client().xack::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), deleted.clone());
+            if let Err(error) = acknowledged.await {
+                // Reported again by the next claim, and counted again.
+                tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, error = %infra_redis::Failure::from(error), "cannot acknowledge trimmed entries");
+            }
+            trimmed.append(&mut deleted);
+        }
+        if !trimmed.is_empty() {
+            for _ in &trimmed {
+                self.stats.add_trimmed();
+            }
+            let shown = trimmed.iter().take(LOGGED_IDS).map(String::as_str).collect::<Vec<_>>().join(",");
+            tracing::error!(target: "infra_events", stream = %self.key, group = %self.group, trimmed = trimmed.len(), total = self.stats.trimmed(), ids = %shown, "entries trimmed from the stream before they were acknowledged: lost (raise stream_max_len)");
+        }
+        entries
     }
 
     /// Hands `entries` to the sink and acknowledges those it accepted, in one `XACK`. Returns
@@ -235,7 +317,7 @@ impl Consumer {
                 self.reader.client().xack::<Value, _, _, _>(self.key.as_str(), self.group.as_str(), done).await
         {
             // Still pending: redelivered after `claim_after`, a duplicate rather than a loss.
-            tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, error = %error, "cannot acknowledge events; they will be delivered again");
+            tracing::warn!(target: "infra_events", stream = %self.key, group = %self.group, error = %infra_redis::Failure::from(error), "cannot acknowledge events; they will be delivered again");
         }
         open
     }

@@ -15,17 +15,42 @@ pub(super) fn into_array(value: Value) -> Vec<Value> {
     }
 }
 
-/// `[id, [field, value, ...]]`; a deleted entry (fields nil) is skipped.
-pub(super) fn entry(value: Value) -> Option<Entry> {
+/// A stream entry as a read or a claim returns it.
+#[derive(Debug, PartialEq)]
+pub(super) enum Item {
+    /// The entry, with its fields.
+    Entry(Entry),
+    /// An entry that no longer exists (trimmed or deleted) but was still pending: its ID.
+    Deleted(String),
+}
+
+/// `[id, [field, value, ...]]`, or `[id, nil]` for an entry deleted while pending (Redis 6.2's
+/// `XAUTOCLAIM`, `XREADGROUP` of pending entries).
+pub(super) fn item(value: Value) -> Option<Item> {
     let mut parts = into_array(value).into_iter();
     let id = parts.next()?.into_string()?;
-    let Value::Array(flat) = parts.next()? else { return None };
+    let Some(Value::Array(flat)) = parts.next() else { return Some(Item::Deleted(id)) };
     let mut fields = Vec::with_capacity(flat.len() / 2);
     let mut flat = flat.into_iter();
     while let (Some(field), Some(value)) = (flat.next(), flat.next()) {
         fields.push((field, value));
     }
-    Some((id, fields))
+    Some(Item::Entry((id, fields)))
+}
+
+/// A stream entry ID, ordered as Redis orders them (`<milliseconds>-<sequence>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct StreamId {
+    millis: u64,
+    sequence: u64,
+}
+
+impl StreamId {
+    /// Parses `<milliseconds>-<sequence>` (or `<milliseconds>`).
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        let (millis, sequence) = text.split_once('-').unwrap_or((text, "0"));
+        Some(Self { millis: millis.parse().ok()?, sequence: sequence.parse().ok()? })
+    }
 }
 
 /// The bytes of a string reply.
@@ -80,9 +105,20 @@ mod tests {
     }
 
     #[test]
-    fn deleted_entries_are_skipped() {
-        assert_eq!(entry(Value::Array(vec![text("1-0"), Value::Null])), None);
-        let parsed = entry(Value::Array(vec![text("1-0"), Value::Array(vec![text("event"), text("{}")])]));
-        assert_eq!(parsed.map(|(id, fields)| (id, fields.len())), Some(("1-0".to_owned(), 1)));
+    fn deleted_entries_are_told_apart() {
+        assert_eq!(item(Value::Array(vec![text("1-0"), Value::Null])), Some(Item::Deleted("1-0".to_owned())));
+        let parsed = item(Value::Array(vec![text("1-0"), Value::Array(vec![text("event"), text("{}")])]));
+        let Some(Item::Entry((id, fields))) = parsed else { panic!("an entry: {parsed:?}") };
+        assert_eq!((id.as_str(), fields.len()), ("1-0", 1));
+        assert_eq!(item(Value::Null), None);
+    }
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        let id = |text| StreamId::parse(text).unwrap();
+        assert!(id("9-0") < id("10-0"));
+        assert!(id("10-2") < id("10-11"));
+        assert_eq!(id("7"), id("7-0"));
+        assert_eq!(StreamId::parse("x-1"), None);
     }
 }

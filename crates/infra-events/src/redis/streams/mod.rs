@@ -3,6 +3,7 @@
 
 mod consumer;
 mod entries;
+mod scripts;
 
 use std::{fmt, sync::Arc, time::Duration};
 
