@@ -1,25 +1,21 @@
 //! The in-process backend: a sharded concurrent map, expiry checked on every read and expired
 //! entries reclaimed in the background.
-//!
-//! # Lock order
-//!
-//! Two kinds of lock: the map's shard locks (every DashMap `Ref`, `RefMut` and `Entry` holds
-//! one) and the expiry heap's mutex. **No code holds both at once, nor two shards at once.** A
-//! writer changes its entry, releases the shard, then schedules the deadline; the reaper pops the
-//! due deadlines, releases the heap, then removes entries; compaction takes the heap out,
-//! releases it, checks the deadlines against the map, then merges the survivors back. Holding a
-//! shard while taking the heap in one place and the heap while taking a shard in another let two
-//! runtime workers deadlock each other (issue #11).
-//!
-//! # Deadlines
-//!
-//! Every TTL assignment pushes a deadline tagged with a fresh generation; an overwrite leaves
-//! the old one in the heap, where it is harmless (the reaper removes an entry only if the
-//! generations match) but takes memory. Once the heap holds more than twice the entries with a
-//! TTL plus [`SLACK`], it is compacted: deadlines whose generation no longer matches their
-//! entry are dropped. That keeps the heap proportional to the live TTL keys at an amortised O(1)
-//! map lookup per write. A deadline is pushed only after its entry is in the map, so compaction
-//! never drops one that is about to become current.
+
+// Lock order. Two kinds of lock: the map's shard locks (every DashMap `Ref`, `RefMut` and `Entry`
+// holds one) and the expiry heap's mutex. No code holds both at once, nor two shards at once: a
+// writer changes its entry, releases the shard, then schedules the deadline; the reaper pops the
+// due deadlines, releases the heap, then removes entries; compaction takes the heap out,
+// releases it, checks the deadlines against the map, then merges the survivors back. Holding a
+// shard while taking the heap in one place and the heap while taking a shard in another let two
+// runtime workers deadlock each other (issue #11).
+//
+// Deadlines. Every TTL assignment pushes a deadline tagged with a fresh generation; an overwrite
+// leaves the old one in the heap, harmless (the reaper removes an entry only if the generations
+// match) but taking memory. Once the heap holds more than twice the entries with a TTL plus
+// `SLACK`, it is compacted: deadlines whose generation no longer matches their entry are
+// dropped. That keeps the heap proportional to the keys with a TTL for an amortised O(1) map
+// lookup per write. A deadline is pushed only after its entry is in the map, so compaction never
+// drops one that is about to become current.
 
 use std::{
     cmp::Reverse,
@@ -619,7 +615,11 @@ impl StateStore for MemoryStore {
                         Expected::Version(want) => *want == entry.value.version(),
                     }
             };
-            self.inner.map.remove_if(key, matches).is_some()
+            let Some((_, entry)) = self.inner.map.remove_if(key, matches) else { return false };
+            if entry.expires_at.is_some() {
+                self.inner.ttl_entries_gone(1);
+            }
+            true
         }))
     }
 }
