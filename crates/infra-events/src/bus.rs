@@ -592,4 +592,12 @@ pub trait EventBus: fmt::Debug + Send + Sync + 'static {
 
     /// The events of `topic` as a [`Stream`].
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>>;
+
+    /// Shuts the bus down: stops its tasks, finishes the work already queued (deliveries,
+    /// publishes), closes its connections; afterwards publishing and subscribing fail. The
+    /// default has nothing to close (the memory bus). Each bus documents what dropping it
+    /// without closing does.
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }

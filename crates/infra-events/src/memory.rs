@@ -107,6 +107,13 @@ impl MemoryBus {
         self.inner.lost_upstream.load(Ordering::Relaxed)
     }
 
+    /// Detaches every subscription: its queue closes, so it handles what it holds and ends
+    /// (the Redis bus closing).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "only the redis backend closes its local bus"))]
+    pub(crate) fn detach_all(&self) {
+        self.inner.subscribers.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
+
     /// Subscriptions currently attached.
     pub fn subscriber_count(&self) -> usize {
         self.inner.subscribers.read().map(|s| s.len()).unwrap_or_default()

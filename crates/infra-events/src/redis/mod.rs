@@ -78,6 +78,11 @@ fn connect_error(url: &str, error: RedisError) -> EventsError {
     }
 }
 
+/// The error of an operation on a bus whose `close()` was called, for `url` (redacted).
+fn closed_error(url: &str) -> EventsError {
+    EventsError::Connection { url: url.to_owned(), source: Box::new(RedisError::Closed { url: url.to_owned() }) }
+}
+
 /// The error of a failed command on `url` (redacted): fred's error becomes a redacted
 /// [`Failure`]; a timeout names `target` (a channel or stream key); a refusal by the server
 /// (including an ACL `NOPERM`) is [`EventsError::Backend`], a connection problem

@@ -3,7 +3,11 @@
 mod listener;
 mod subscriptions;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, PoisonError},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use infra_config::RedisUrl;
@@ -14,7 +18,7 @@ use infra_redis::{
         prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
     },
 };
-use tokio::runtime::Handle;
+use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use self::{listener::supervise, subscriptions::Refs};
 use crate::{
@@ -30,6 +34,13 @@ use crate::{
 const SUBSCRIBER_BUFFER: usize = 1 << 17;
 
 /// An [`EventBus`] on Redis pub/sub.
+///
+/// Two connections (publisher and subscriber), each opened on first use. [`RedisBus::close`]
+/// (or [`EventBus::close`]) shuts it down in order; dropping the last clone without closing
+/// sends `QUIT` on both connections in the background, on the runtime they connected from even
+/// when dropped outside it (if that runtime is gone, its tasks are gone too), so nothing keeps
+/// reconnecting. Subscriptions outlive neither: once the bus is closed or dropped they receive
+/// nothing more.
 #[derive(Clone)]
 pub struct RedisBus {
     inner: Arc<Inner>,
@@ -52,6 +63,10 @@ struct Inner {
     refs: tokio::sync::Mutex<Refs>,
     /// Set once the listener task runs: the runtime it runs on.
     listening: tokio::sync::OnceCell<Handle>,
+    /// The listener's supervisor, for `close` to wait for.
+    listener: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Tells the listener to route what it has received and end.
+    stop_listener: watch::Sender<bool>,
 }
 
 impl fmt::Debug for RedisBus {
@@ -88,6 +103,8 @@ impl RedisBus {
                 timeout,
                 refs: tokio::sync::Mutex::default(),
                 listening: tokio::sync::OnceCell::new(),
+                listener: std::sync::Mutex::default(),
+                stop_listener: watch::Sender::new(false),
             }),
         })
     }
@@ -96,6 +113,25 @@ impl RedisBus {
     /// also marks a gap on every subscription.
     pub fn lost_upstream(&self) -> u64 {
         self.inner.local.lost_upstream()
+    }
+
+    /// Shuts the bus down: `QUIT` on the subscriber connection (after the commands already
+    /// queued), routes what it had received to the subscriptions and stops the listener, ends
+    /// every subscription (each handles what it had queued, then its stream ends), then `QUIT`
+    /// on the publisher once the publishes already sent are answered. Afterwards publishing and
+    /// subscribing fail with [`EventsError::Connection`], whose source says the client was
+    /// closed. Closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.subscriber.close().await;
+        inner.stop_listener.send_replace(true);
+        let listener = inner.listener.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
+        inner.local.detach_all();
+        inner.publisher.close().await;
+        Ok(())
     }
 
     /// Connects the publisher (the first time; afterwards one atomic load).
@@ -121,7 +157,8 @@ impl RedisBus {
                 // Receivers are created here, before any SUBSCRIBE, so no message can arrive
                 // before the listener listens.
                 let receivers = (subscriber.message_rx(), subscriber.reconnect_rx());
-                tokio::spawn(supervise(Arc::downgrade(inner), receivers));
+                let task = tokio::spawn(supervise(Arc::downgrade(inner), receivers, inner.stop_listener.subscribe()));
+                *inner.listener.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
                 Handle::current()
             })
             .await;
@@ -240,5 +277,10 @@ impl EventBus for RedisBus {
 
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move { Ok(self.attach(topic, options).await?.into_stream()) })
+    }
+
+    /// [`RedisBus::close`].
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(RedisBus::close(self))
     }
 }

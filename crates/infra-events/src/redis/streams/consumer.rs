@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 use super::{
     DurableOptions,
     entries::{Entry, Item, StreamId, envelope, into_array, item},
+    registry::Registered,
     scripts::{CLAIM_OR_BURY, READ_NEW, REMOVE_IDLE_CONSUMER},
 };
 use crate::{Envelope, Handler, Position, Result, SubscriptionStats, bus::handle_event, redis::command_error};
@@ -56,8 +57,9 @@ pub(super) struct Consumer {
 /// Runs `consumer` and starts it again if it panics, so a bug there cannot silently end the
 /// subscription. Nothing is lost: what it had read but not acknowledged stays pending in the
 /// group and is claimed again after `claim_after`. A restart that panics again waits longer
-/// each time (up to 1.6 s), as failed reads do.
-pub(super) async fn supervise(consumer: Arc<Consumer>, stop: watch::Receiver<bool>) {
+/// each time (up to 1.6 s), as failed reads do. Holds the consumer's place in its bus's registry
+/// until it ends.
+pub(super) async fn supervise(consumer: Arc<Consumer>, stop: watch::Receiver<bool>, _registered: Registered) {
     let mut panics = 0_u32;
     while let Err(error) = tokio::spawn(Arc::clone(&consumer).run(stop.clone())).await {
         if !error.is_panic() {

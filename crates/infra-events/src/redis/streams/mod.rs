@@ -3,6 +3,7 @@
 
 mod consumer;
 mod entries;
+mod registry;
 mod scripts;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -21,8 +22,11 @@ use infra_redis::{
 };
 use tokio::sync::{mpsc, watch};
 
-use self::consumer::{Consumer, MAX_BLOCK, Sink, supervise};
-use super::{command_error, connect_error};
+use self::{
+    consumer::{Consumer, MAX_BLOCK, Sink, supervise},
+    registry::Registry,
+};
+use super::{closed_error, command_error, connect_error};
 use crate::{
     Envelope, EventBus, EventId, EventStream, EventsError, Handler, PublishFuture, Published, Result, Start,
     SubscribeOptions, Subscription, SubscriptionStats, Topic, bus::Detach,
@@ -95,7 +99,13 @@ impl DurableOptions {
 /// An [`EventBus`] on Redis Streams: stored events, at-least-once delivery through consumer
 /// groups, redelivery and dead letters. See the [module docs](super) for the key layout.
 ///
-/// Each subscription reads on its own connection (reads block), opened when it subscribes.
+/// Each subscription reads on its own connection (reads block), opened when it subscribes and
+/// closed when it ends. [`DurableBus::close`] (or [`EventBus::close`]) ends every subscription
+/// (each drains like `unsubscribe`) and closes the publisher. Dropping the last clone without
+/// closing sends `QUIT` on the publisher connection in the background, on the runtime it
+/// connected from even when dropped outside it (if that runtime is gone, its tasks are gone
+/// too), so nothing keeps reconnecting; subscriptions still running go on until they are
+/// dropped or unsubscribed, then close their own connections the same way.
 #[derive(Clone)]
 pub struct DurableBus {
     inner: Arc<Inner>,
@@ -108,6 +118,7 @@ struct Inner {
     prefix: String,
     timeout: Duration,
     options: DurableOptions,
+    consumers: Arc<Registry>,
 }
 
 impl fmt::Debug for DurableBus {
@@ -141,6 +152,7 @@ impl DurableBus {
                 prefix: format!("{namespace}:"),
                 timeout,
                 options,
+                consumers: Registry::new(),
             }),
         })
     }
@@ -153,6 +165,18 @@ impl DurableBus {
     /// The Redis key of `channel`'s dead-letter stream.
     pub fn dead_letter_key(&self, channel: &str) -> String {
         format!("{}dead:{channel}", self.inner.prefix)
+    }
+
+    /// Shuts the bus down: stops every subscription, waits until each has delivered what the
+    /// stream held for it (as `unsubscribe` does; a stream's consumer waits for room in its
+    /// queue), removed its private group or consumer and closed its connection, then `QUIT`s
+    /// the publisher once the publishes already sent are answered. Afterwards publishing and
+    /// subscribing fail with [`EventsError::Connection`], whose source says the client was
+    /// closed. Closing twice is harmless.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.consumers.close().await;
+        self.inner.publisher.close().await;
+        Ok(())
     }
 
     /// Connects the publisher (the first time; afterwards one atomic load).
@@ -196,6 +220,10 @@ impl DurableBus {
             Start::Beginning => "0".to_owned(),
             Start::After(position) => position.as_str().to_owned(),
         };
+        // Registered first, so that a `close` meanwhile either refuses it or waits for it.
+        let stop = Arc::new(watch::Sender::new(false));
+        let registered =
+            inner.consumers.register(Arc::clone(&stop)).ok_or_else(|| closed_error(inner.publisher.url()))?;
         let key = self.stream_key(&channel);
         let block = (inner.options.claim_after / 2).clamp(Duration::from_millis(10), MAX_BLOCK);
         // Reads block for up to `block`: their timeout covers it.
@@ -222,10 +250,9 @@ impl DurableBus {
             return Err(error);
         }
         let stats = Arc::clone(&consumer.stats);
-        let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(Arc::new(consumer), stopped));
+        let task = tokio::spawn(supervise(Arc::new(consumer), stop.subscribe(), registered));
         let detach: Detach = Box::new(move || {
-            let _ = stop.send(true);
+            stop.send_replace(true);
         });
         Ok((stats, detach, task))
     }
@@ -296,6 +323,11 @@ impl EventBus for DurableBus {
     /// Events are acknowledged once queued for the stream (a crash loses at most the queued
     /// ones); the queue never drops, whatever [`SubscribeOptions::overflow`] says. Use
     /// [`EventBus::subscribe`] to acknowledge after processing.
+    /// [`DurableBus::close`].
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(DurableBus::close(self))
+    }
+
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move {
             // A capacity of 0 is refused by `consume`; the channel just must not panic first.

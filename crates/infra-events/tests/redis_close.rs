@@ -1,0 +1,152 @@
+//! Shutting the Redis buses down: `close()` finishes queued work and leaves no connection, and a
+//! bus dropped without it, even outside its runtime, disconnects too.
+#![cfg(feature = "redis")]
+
+use std::{
+    error::Error as _,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use infra_config::RedisUrl;
+use infra_events::{
+    BoxError, Envelope, EventBus, EventsError, SubscribeOptions, Topic,
+    redis::{DurableBus, DurableOptions, RedisBus},
+};
+use infra_testkit::RedisServer;
+use serde_json::json;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn url(server: &RedisServer) -> RedisUrl {
+    RedisUrl::parse(&server.url()).unwrap()
+}
+
+fn channel(name: &str) -> Topic {
+    Topic::Channel(name.to_owned())
+}
+
+/// Clients connected to `server`, not counting the probe's own connection.
+fn clients(server: &RedisServer) -> usize {
+    let list = server.command(&["CLIENT", "LIST"]).unwrap().as_text().unwrap();
+    list.lines().count() - 1
+}
+
+/// Waits (bounded) until `server` has `expected` clients besides the probe.
+fn wait_for_clients(server: &RedisServer, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while clients(server) != expected {
+        assert!(Instant::now() < deadline, "{} clients still connected, expected {expected}", clients(server));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Asserts `error` is what a closed bus answers.
+fn assert_closed(error: &EventsError) {
+    assert!(matches!(error, EventsError::Connection { .. }), "{error:?}");
+    let source = error.source().map(ToString::to_string).unwrap_or_default();
+    assert!(source.contains("was closed"), "{source}");
+}
+
+/// A handler recording each event's number.
+fn recorder(seen: &Arc<Mutex<Vec<i64>>>) -> Arc<dyn infra_events::Handler> {
+    let seen = Arc::clone(seen);
+    Arc::new(move |event: Envelope| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push(event.decode::<i64>()?);
+            Ok::<(), BoxError>(())
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pub_sub_bus_delivers_what_it_received_and_disconnects() {
+    let server = RedisServer::start().expect("redis-server must be installed");
+    let bus = RedisBus::new(&url(&server), "test", "bot", TIMEOUT).unwrap();
+    let mut ticks = bus.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscription = bus.subscribe(channel("ticks"), recorder(&seen), SubscribeOptions::default()).await.unwrap();
+    for n in 0..100 {
+        bus.publish("ticks", json!(n)).await.unwrap();
+    }
+    assert_eq!(clients(&server), 2, "a publisher and a subscriber connection");
+
+    let dyn_bus: &dyn EventBus = &bus;
+    dyn_bus.close().await.unwrap();
+    wait_for_clients(&server, 0);
+    // What Redis had sent before the close is delivered; then the subscriptions end.
+    let received: Vec<i64> = ticks.by_ref().map(|event| event.decode::<i64>().unwrap()).collect().await;
+    assert_eq!(received, (0..100).collect::<Vec<_>>());
+    let stats = tokio::time::timeout(TIMEOUT, subscription.unsubscribe()).await.unwrap();
+    assert_eq!((stats.handled(), seen.lock().unwrap().clone()), (100, (0..100).collect::<Vec<_>>()));
+
+    assert_closed(&bus.publish("ticks", json!(100)).await.unwrap_err());
+    assert_closed(&bus.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap_err());
+    bus.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_durable_bus_drains_its_subscriptions_and_disconnects() {
+    let server = RedisServer::start().unwrap();
+    let bus = DurableBus::new(&url(&server), "test", "bot", TIMEOUT, DurableOptions::default()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let group = SubscribeOptions::default().group("ledger");
+    let subscription = bus.subscribe(channel("fills"), recorder(&seen), group).await.unwrap();
+    let mut private = bus.stream(channel("fills"), SubscribeOptions::default()).await.unwrap();
+    let fills = (0..500).map(|n| ("fills".to_owned(), json!(n))).collect();
+    assert!(bus.publish_batch(fills).await.unwrap().iter().all(Result::is_ok));
+
+    bus.close().await.unwrap();
+    // Everything published before the close was handled, then every connection closed.
+    assert_eq!(*seen.lock().unwrap(), (0..500).collect::<Vec<_>>());
+    assert_eq!(clients(&server), 0);
+    let streamed: Vec<i64> = private.by_ref().map(|event| event.decode::<i64>().unwrap()).collect().await;
+    assert_eq!(streamed, (0..500).collect::<Vec<_>>());
+    let stats = subscription.unsubscribe().await;
+    assert_eq!((stats.handled(), stats.errors()), (500, 0));
+    let consumers = server.command(&["XINFO", "CONSUMERS", "test:stream:fills", "ledger"]).unwrap();
+    assert_eq!(consumers, infra_testkit::Reply::Array(Some(Vec::new())), "the consumer was removed");
+
+    assert_closed(&bus.publish("fills", json!(500)).await.unwrap_err());
+    let group = SubscribeOptions::default().group("ledger");
+    assert_closed(&bus.subscribe(channel("fills"), recorder(&seen), group).await.unwrap_err());
+}
+
+#[test]
+fn buses_dropped_outside_their_runtime_disconnect() {
+    let server = RedisServer::start().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (pubsub, subscription, durable, stream) = runtime.block_on(async {
+        let pubsub = RedisBus::new(&url(&server), "test", "bot", TIMEOUT).unwrap();
+        let subscription = pubsub.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap();
+        pubsub.publish("ticks", json!(1)).await.unwrap();
+        let durable = DurableBus::new(&url(&server), "test", "bot", TIMEOUT, DurableOptions::default()).unwrap();
+        let stream = durable.stream(channel("fills"), SubscribeOptions::default()).await.unwrap();
+        durable.publish("fills", json!(1)).await.unwrap();
+        (pubsub, subscription, durable, stream)
+    });
+    assert_eq!(clients(&server), 4, "publisher, subscriber, durable publisher, durable reader");
+    // This thread is in no runtime: the drops reach the one the buses connected from.
+    drop((subscription, stream));
+    drop((pubsub, durable));
+    wait_for_clients(&server, 0);
+    drop(runtime);
+}
+
+#[test]
+fn a_bus_dropped_after_its_runtime_is_gone_disconnects() {
+    let server = RedisServer::start().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let bus = runtime.block_on(async {
+        let bus = RedisBus::new(&url(&server), "test", "bot", TIMEOUT).unwrap();
+        let subscription = bus.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap();
+        bus.publish("ticks", json!(1)).await.unwrap();
+        drop(subscription);
+        bus
+    });
+    drop(runtime);
+    drop(bus);
+    wait_for_clients(&server, 0);
+}
