@@ -1,12 +1,16 @@
 //! Subscriptions Redis refuses (an ACL without the channel, a frozen server) leave nothing
-//! behind: once the cause is gone, the same channel subscribes and receives.
+//! behind: once the cause is gone, the same channel subscribes and receives. Refusals are
+//! reported without a secret or a client-library type.
 #![cfg(feature = "redis")]
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use infra_config::RedisUrl;
-use infra_events::{EventBus, EventStream, EventsError, Pattern, SubscribeOptions, Topic, redis::RedisBus};
+use infra_events::{
+    EventBus, EventStream, EventsError, Pattern, SubscribeOptions, Topic,
+    redis::{DurableBus, DurableOptions, RedisBus},
+};
 use infra_testkit::{RedisServer, Reply};
 use serde_json::json;
 
@@ -105,4 +109,26 @@ async fn a_subscription_abandoned_by_its_caller_is_undone() {
     assert_eq!(bus.publish("ticks", json!(3)).await.unwrap().receivers, 1);
     assert_eq!(next_number(&mut ticks).await, 3);
     drop(warm_up);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_reported_without_the_password_or_a_client_type() {
+    let server = RedisServer::builder().acl_user("bot", "right-one").start().unwrap();
+    let url = RedisUrl::parse(&server.url_with("bot", "hunter2")).unwrap();
+    let ephemeral = RedisBus::new(&url, "test", "bot", TIMEOUT).unwrap();
+    let durable = DurableBus::new(&url, "test", "bot", TIMEOUT, DurableOptions::default()).unwrap();
+    let errors = [
+        ephemeral.publish("ticks", json!(1)).await.unwrap_err(),
+        ephemeral.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap_err(),
+        durable.publish("ticks", json!(1)).await.unwrap_err(),
+        durable.stream(channel("ticks"), SubscribeOptions::default()).await.unwrap_err(),
+    ];
+    for error in &errors {
+        let EventsError::Connection { url, source } = error else { panic!("expected a connection error: {error:?}") };
+        assert_eq!(url, &format!("redis://bot:***@127.0.0.1:{}", server.port()));
+        let failure = source.downcast_ref::<infra_redis::Failure>().expect("the source is a redacted failure");
+        assert_eq!(failure.kind(), infra_redis::FailureKind::Auth, "{failure}");
+        let text = format!("{error} {error:?} {source} {source:?}");
+        assert!(!text.contains("hunter2") && !text.contains("fred"), "{text}");
+    }
 }
