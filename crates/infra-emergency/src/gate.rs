@@ -45,8 +45,9 @@ pub(crate) struct ScopeView {
     pub(crate) confirmed: Option<AuditRecord>,
     /// Whether `confirmed` comes from the store (false until the first successful read).
     pub(crate) known: bool,
-    /// A stricter record announced on the bus, applied until the store is read again.
-    pub(crate) provisional: Option<AuditRecord>,
+    /// A stricter record announced on the bus, applied until a read of the store that started
+    /// after it arrived (its epoch) or that reaches its sequence.
+    pub(crate) provisional: Option<(AuditRecord, u64)>,
 }
 
 impl ScopeView {
@@ -60,9 +61,9 @@ impl ScopeView {
 
     /// The stricter of the confirmed and the provisional record.
     fn strictest(&self) -> Option<&AuditRecord> {
-        match (&self.confirmed, &self.provisional) {
+        match (&self.confirmed, self.provisional.as_ref().map(|(record, _)| record)) {
             (Some(c), Some(p)) => Some(if p.to > c.to { p } else { c }),
-            (c, p) => c.as_ref().or(p.as_ref()),
+            (c, p) => c.as_ref().or(p),
         }
     }
 }
@@ -76,6 +77,9 @@ pub(crate) struct Layers {
     pub(crate) unavailable: bool,
     /// The store has not answered yet (fail-open or fail-closed).
     pub(crate) never_read: bool,
+    /// An escalation (halt, shutdown) the store failed to commit: applied here until it is
+    /// committed (see `EmergencyController::halt`).
+    pub(crate) pending: Option<AuditRecord>,
 }
 
 impl Layers {
@@ -91,7 +95,11 @@ impl Layers {
         let mut state = EmergencyState::Normal;
         let mut scope = bot.clone();
         let mut reason = String::new();
-        let candidates = [(Scope::Global, self.global.strictest()), (bot.clone(), self.bot.strictest())];
+        let candidates = [
+            (Scope::Global, self.global.strictest()),
+            (bot.clone(), self.bot.strictest()),
+            (self.pending.as_ref().map_or_else(|| bot.clone(), |r| r.scope.clone()), self.pending.as_ref()),
+        ];
         for (candidate, record) in candidates {
             if let Some(record) = record
                 && record.to > state
@@ -225,7 +233,7 @@ mod tests {
         assert!(gate.can_trade());
         gate.update(|l| l.global.confirmed = Some(record(Scope::Global, 1, EmergencyState::Halt, "outage")));
         assert!(!gate.can_trade() && gate.can_reduce());
-        gate.update(|l| l.bot.provisional = Some(record(bot.clone(), 2, EmergencyState::Halt, "mine")));
+        gate.update(|l| l.bot.provisional = Some((record(bot.clone(), 2, EmergencyState::Halt, "mine"), 1)));
         let status = gate.status();
         assert_eq!(
             (status.state, status.scope, status.reason.as_str()),
