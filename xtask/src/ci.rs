@@ -84,6 +84,17 @@ const STEPS: &[Step] = &[
         hint: "the memory-only build must report the missing redis backend clearly",
     },
     Step {
+        name: "package",
+        // Every published crate (new crates included) as crates.io would get it: packaged, then
+        // built from its `.crate` alone (workspace crates it depends on come from a local
+        // registry of the just-packaged crates). All features, like `test`, so the dependencies
+        // that step built are reused from the shared target directory.
+        args: &["package", "--workspace", "--exclude", "infra-testkit", "--exclude", "xtask", "--all-features"],
+        envs: &[],
+        hint: "a published crate does not build from its package: a file outside the crate, \
+               a missing `[package]` field, or uncommitted changes (commit them first)",
+    },
+    Step {
         name: "doc",
         args: &["doc", "--workspace", "--all-features", "--no-deps"],
         envs: &[("RUSTDOCFLAGS", "-D warnings")],
@@ -97,6 +108,12 @@ const STEPS: &[Step] = &[
         hint: "install it with `cargo install --locked cargo-deny` if it is missing",
     },
 ];
+
+/// The arguments of the step called `name` (for the tidy tests).
+#[cfg(test)]
+pub(crate) fn step_args(name: &str) -> &'static [&'static str] {
+    STEPS.iter().find(|step| step.name == name).map_or(&[], |step| step.args)
+}
 
 pub(crate) fn run() -> Result<(), String> {
     let started = Instant::now();

@@ -1,8 +1,9 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
 //! - `cargo xtask ci`: every check CI runs, in order, stopping at the first failure.
-//! - `cargo xtask bench [--quick] [FILTER]`: every criterion comparison, printed as
-//!   `name | ours | baseline | ratio | difference` and written to `<target>/bench-summary.json`.
+//! - `cargo xtask bench [--quick] [--runs N] [FILTER]`: every criterion comparison, printed as
+//!   `name | ours | baseline | ratio | difference` and written to `<target>/bench-summary.json`;
+//!   with `--runs N`, the median of N runs with the lowest and highest run's ratio.
 
 #![allow(clippy::print_stdout, reason = "the bench table is this tool's output")]
 
@@ -16,8 +17,13 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci                       fmt, clippy, tests (real Redis included), docs, cargo-deny
-  bench [--quick] [FILTER] run the benchmarks and write <target>/bench-summary.json";
+  ci                       fmt, clippy, tests (real Redis included), packaging, docs, cargo-deny
+  bench [--quick] [--runs N] [FILTER]
+                           run the benchmarks and write <target>/bench-summary.json
+      --quick              shorter measurements, for a smoke run
+      --runs N             run them N times; report each figure's median, min and max
+      FILTER               only the benchmarks whose ID matches this criterion filter
+                           (it must select both sides of a comparison)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

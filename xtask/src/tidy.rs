@@ -46,6 +46,31 @@ fn every_published_crate_is_ready_for_crates_io() {
 }
 
 #[test]
+fn ci_packages_every_published_crate_and_only_those() {
+    let args = crate::ci::step_args("package");
+    assert!(args.contains(&"--workspace"), "the package step must cover the whole workspace, new crates included");
+    let mut excluded: Vec<String> =
+        args.windows(2).filter(|pair| pair[0] == "--exclude").map(|pair| pair[1].to_owned()).collect();
+    excluded.sort();
+    assert!(!is_published(&read(&crate::project_root().join("xtask/Cargo.toml"))), "xtask needs `publish = false`");
+    let mut unpublished = vec!["xtask".to_owned()];
+    for dir in crates() {
+        let manifest = read(&dir.join("Cargo.toml"));
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        assert!(
+            manifest.contains(&format!("name = \"{name}\"")),
+            "{}: name the package after its directory",
+            dir.display()
+        );
+        if !is_published(&manifest) {
+            unpublished.push(name);
+        }
+    }
+    unpublished.sort();
+    assert_eq!(excluded, unpublished, "the ci `package` step must exclude exactly the `publish = false` crates");
+}
+
+#[test]
 fn every_crate_root_opens_with_a_summary_and_a_feature_table() {
     for dir in crates() {
         let lib = read(&dir.join("src/lib.rs"));
@@ -78,4 +103,52 @@ fn the_test_kit_is_never_a_normal_dependency() {
         }
         assert!(!normal.contains("infra-testkit"), "{}: infra-testkit may only be a dev-dependency", dir.display());
     }
+}
+
+/// The longest a source file under `crates/*/src` may be, in lines: past it, split the file
+/// by responsibility (a `foo/mod.rs` with submodules).
+const MAX_SOURCE_LINES: usize = 600;
+
+/// Files over the limit that are being split now (issue #11). Temporary: once the splits are
+/// in, empty this list and remove the `#[ignore]` of the check below.
+const OVERSIZED_UNTIL_SPLIT: &[&str] = &[
+    "crates/infra-state/src/redis.rs",
+    "crates/infra-events/src/redis/streams.rs",
+    "crates/infra-resilience/src/breaker/mod.rs",
+];
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for path in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())).flatten() {
+        let path = path.path();
+        if path.is_dir() {
+            found.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+#[ignore = "not enabled yet (issue #11): crates/infra-state/src/memory.rs is over the limit in work in progress; \
+            run it with `cargo test -p xtask -- --ignored`"]
+fn no_source_file_is_over_the_line_limit() {
+    let root = crate::project_root();
+    let mut oversized = Vec::new();
+    for dir in crates() {
+        for path in rust_files(&dir.join("src")) {
+            let relative = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let lines = read(&path).lines().count();
+            if lines > MAX_SOURCE_LINES && !OVERSIZED_UNTIL_SPLIT.contains(&relative.as_str()) {
+                oversized.push(format!("{relative} ({lines} lines)"));
+            }
+        }
+    }
+    oversized.sort();
+    assert!(
+        oversized.is_empty(),
+        "source files over {MAX_SOURCE_LINES} lines, split them by responsibility: {}",
+        oversized.join(", ")
+    );
 }
