@@ -109,14 +109,6 @@ fn the_test_kit_is_never_a_normal_dependency() {
 /// by responsibility (a `foo/mod.rs` with submodules).
 const MAX_SOURCE_LINES: usize = 600;
 
-/// Files over the limit that are being split now (issue #11). Temporary: once the splits are
-/// in, empty this list and remove the `#[ignore]` of the check below.
-const OVERSIZED_UNTIL_SPLIT: &[&str] = &[
-    "crates/infra-state/src/redis.rs",
-    "crates/infra-events/src/redis/streams.rs",
-    "crates/infra-resilience/src/breaker/mod.rs",
-];
-
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for path in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())).flatten() {
@@ -131,8 +123,6 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-#[ignore = "not enabled yet (issue #11): crates/infra-state/src/memory.rs is over the limit in work in progress; \
-            run it with `cargo test -p xtask -- --ignored`"]
 fn no_source_file_is_over_the_line_limit() {
     let root = crate::project_root();
     let mut oversized = Vec::new();
@@ -140,7 +130,7 @@ fn no_source_file_is_over_the_line_limit() {
         for path in rust_files(&dir.join("src")) {
             let relative = path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
             let lines = read(&path).lines().count();
-            if lines > MAX_SOURCE_LINES && !OVERSIZED_UNTIL_SPLIT.contains(&relative.as_str()) {
+            if lines > MAX_SOURCE_LINES {
                 oversized.push(format!("{relative} ({lines} lines)"));
             }
         }
