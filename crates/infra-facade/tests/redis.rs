@@ -1,0 +1,1 @@
+//! The facade against a real Redis (infra-testkit).
