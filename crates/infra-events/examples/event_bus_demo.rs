@@ -1,6 +1,6 @@
-//! Prices and fills flowing through the configured bus: a pattern subscription, a handler that
-//! fails now and then without stopping anything, the publisher's correlation ID in the handler,
-//! and a stream for pulling. Memory by default; Redis pub/sub with `INFRA_ENV=staging`; Redis
+//! Prices and fills flowing through the configured bus: a typed pattern subscription, a handler
+//! that fails now and then without stopping anything, the publisher's correlation ID in the
+//! handler, and a stream for pulling. Memory by default; Redis pub/sub with `INFRA_ENV=staging`; Redis
 //! Streams with `INFRA_EVENTS__MODE=durable` as well, where patterns are refused (the example
 //! shows the error and subscribes to each channel instead).
 //!
@@ -11,38 +11,42 @@
 
 #![allow(clippy::print_stdout, reason = "an example prints what it does")]
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use infra_config::Config;
-use infra_events::{BoxError, Envelope, EventsError, Handler, Pattern, SubscribeOptions, Topic};
+use infra_events::{EventBus, EventBusExt, EventMeta, EventsError, Pattern, SubscribeOptions, Topic};
 use infra_log::{CorrelationId, current_correlation_id, with_correlation_id};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Price {
+    price: f64,
+}
+
+/// Every price, on any symbol; rejects prices it considers stale (an error, not a crash).
+async fn on_price(price: Price, meta: EventMeta) -> Result<(), String> {
+    if price.price <= 0.0 {
+        return Err(format!("bad price on {}", meta.channel));
+    }
+    println!("[{}] {} = {} (correlation {:?})", meta.id, meta.channel, price.price, current_correlation_id());
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load()?;
     let bus = infra_events::from_config(&config.events, "bot-1")?;
-    println!("bus: {bus:?}");
+    // Fails here, within the connect timeout, when Redis is unreachable.
+    bus.connect().await?;
+    println!("bus: {bus:?}, ping {:?}", bus.ping().await?);
 
-    // Every price, on any symbol; rejects prices it considers stale (an error, not a crash).
-    let on_price: Arc<dyn Handler> = Arc::new(|event: Envelope| async move {
-        let price: f64 = event.decode::<serde_json::Value>()?["price"].as_f64().unwrap_or_default();
-        if price <= 0.0 {
-            return Err::<(), BoxError>(format!("bad price on {}", event.channel).into());
-        }
-        println!("[{}] {} = {price} (correlation {:?})", event.id, event.channel, current_correlation_id());
-        Ok(())
-    });
-    let all_prices = Topic::Pattern(Pattern::new("prices:*"));
-    let mut prices = match bus.subscribe(all_prices, on_price.clone(), SubscribeOptions::default()).await {
+    let mut prices = match bus.subscribe_json(Pattern::parse("prices:*")?, on_price).await {
         Ok(subscription) => vec![subscription],
         Err(error @ EventsError::PatternNotDurable { .. }) => {
             println!("{error}");
             let mut each = Vec::new();
             for symbol in ["prices:BTC", "prices:ETH"] {
-                let topic = Topic::Channel(symbol.to_owned());
-                each.push(bus.subscribe(topic, on_price.clone(), SubscribeOptions::default()).await?);
+                each.push(bus.subscribe_json(symbol, on_price).await?);
             }
             each
         }
@@ -54,9 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let execution = CorrelationId::parse("exec-2026-001")?;
     with_correlation_id(execution, async {
-        bus.publish("prices:BTC", json!({"price": 50234.56})).await?;
-        bus.publish("prices:ETH", json!({"price": -1.0})).await?; // handled as an error, counted
-        bus.publish("prices:ETH", json!({"price": 3012.5})).await?;
+        bus.publish_json("prices:BTC", &Price { price: 50234.56 }).await?;
+        bus.publish_json("prices:ETH", &Price { price: -1.0 }).await?; // handled as an error, counted
+        bus.publish_json("prices:ETH", &Price { price: 3012.5 }).await?;
         bus.publish("fills", json!({"order": 981234, "qty": 2})).await?;
         Ok::<_, infra_events::EventsError>(())
     })
@@ -73,12 +77,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for subscription in prices.drain(..) {
         let stats = subscription.unsubscribe().await;
         println!(
-            "prices: {} received, {} handled, {} failed, {} dropped",
+            "prices: {} received, {} handled, {} failed (last: {:?}), {} dropped",
             stats.received(),
             stats.handled(),
             stats.errors(),
+            stats.last_error(),
             stats.dropped()
         );
     }
+    bus.close().await?;
     Ok(())
 }

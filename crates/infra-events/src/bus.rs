@@ -3,20 +3,20 @@
 use std::{
     any::Any,
     fmt,
-    future::Future,
     panic::AssertUnwindSafe,
     pin::Pin,
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
+    time::Duration,
 };
 
 use futures::{FutureExt, Stream, future::BoxFuture};
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{BoxError, Envelope, EventId, EventsError, Pattern, Result};
+use crate::{Envelope, EventsError, Handler, Pattern, PublishFuture, Published, Result};
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,36 +162,6 @@ impl fmt::Display for Position {
     }
 }
 
-/// What [`EventBus::publish`] reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Published {
-    /// The event's ID.
-    pub id: EventId,
-    /// Subscriptions it was handed to (Redis pub/sub: subscribed connections, across processes;
-    /// durable mode: 1 once the event is stored in its stream).
-    pub receivers: usize,
-}
-
-/// Handles events of one subscription. A returned error or a panic (in `handle` itself, in its
-/// future, or while what it returned is dropped) is logged and counted; later events are still
-/// handled.
-pub trait Handler: Send + Sync + 'static {
-    /// Handles one event.
-    fn handle(&self, event: Envelope) -> BoxFuture<'static, std::result::Result<(), BoxError>>;
-}
-
-impl<F, Fut, E> Handler for F
-where
-    F: Fn(Envelope) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = std::result::Result<(), E>> + Send + 'static,
-    E: Into<BoxError>,
-{
-    fn handle(&self, event: Envelope) -> BoxFuture<'static, std::result::Result<(), BoxError>> {
-        let future = self(event);
-        Box::pin(async move { future.await.map_err(Into::into) })
-    }
-}
-
 /// Counters of one subscription, readable while it runs.
 #[derive(Debug, Default)]
 pub struct SubscriptionStats {
@@ -205,6 +175,7 @@ pub struct SubscriptionStats {
     dead_lettered: AtomicU64,
     trimmed: AtomicU64,
     task_failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 macro_rules! counter {
@@ -257,6 +228,19 @@ impl SubscriptionStats {
     /// Counts `lost` more events as [`dropped`](SubscriptionStats::dropped).
     fn add_dropped_many(&self, lost: u64) {
         self.dropped.fetch_add(lost, Ordering::Relaxed);
+    }
+
+    /// The message of the last error a handler returned, as logged (for a
+    /// [`subscribe_json`](crate::EventBusExt::subscribe_json) handler, a payload that did not
+    /// decode is one); `None` before the first.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Counts a handler error and keeps its message; returns the count.
+    fn add_error_message(&self, message: String) -> u64 {
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
+        self.add_error()
     }
 }
 
@@ -438,8 +422,9 @@ pub(crate) async fn handle_event(
                     true
                 }
                 Err(error) => {
-                    let errors = stats.add_error();
-                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %error, "event handler failed");
+                    let message = error.to_string();
+                    let errors = stats.add_error_message(message.clone());
+                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %message, "event handler failed");
                     false
                 }
             }
@@ -515,61 +500,14 @@ impl Drop for EventStream {
     }
 }
 
-/// What [`EventBus::publish`] returns: a boxed future, or for the memory bus an unboxed one,
-/// so an in-process publish allocates nothing for its future. Like any future it does nothing
-/// until awaited: the event, with the correlation ID current at that point, is made then.
-#[must_use = "futures do nothing unless awaited"]
-pub struct PublishFuture<'a>(PublishKind<'a>);
-
-enum PublishKind<'a> {
-    Boxed(BoxFuture<'a, Result<Published>>),
-    #[cfg(feature = "memory")]
-    Memory(crate::memory::Publish<'a>),
-}
-
-impl<'a> PublishFuture<'a> {
-    /// Boxes any future.
-    pub fn new(future: impl Future<Output = Result<Published>> + Send + 'a) -> Self {
-        Self(PublishKind::Boxed(Box::pin(future)))
-    }
-
-    #[cfg(feature = "memory")]
-    pub(crate) fn memory(publish: crate::memory::Publish<'a>) -> Self {
-        Self(PublishKind::Memory(publish))
-    }
-}
-
-impl Future for PublishFuture<'_> {
-    type Output = Result<Published>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match &mut this.0 {
-            PublishKind::Boxed(future) => future.as_mut().poll(cx),
-            #[cfg(feature = "memory")]
-            PublishKind::Memory(publish) => match publish.poll_publish() {
-                Ok(published) => Poll::Ready(Ok(published)),
-                // Some blocking subscriber's queue is full: wait for room.
-                Err(waiting) => {
-                    this.0 = PublishKind::Boxed(waiting);
-                    Pin::new(this).poll(cx)
-                }
-            },
-        }
-    }
-}
-
-impl fmt::Debug for PublishFuture<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PublishFuture").finish_non_exhaustive()
-    }
-}
-
 /// Publish/subscribe between a bot's tasks (memory) or processes (Redis).
+/// [`EventBusExt`](crate::EventBusExt) (typed JSON, default options) comes with every bus.
 ///
 /// Object-safe: hold it as `Arc<dyn EventBus>`. Payloads are JSON; every event travels in an
 /// [`Envelope`] carrying the publisher's correlation ID, which is restored around handlers.
 pub trait EventBus: fmt::Debug + Send + Sync + 'static {
+    // A new method must also be forwarded by `impl EventBus for Arc<B>` (ext.rs).
+
     /// `memory` or `redis`.
     fn backend(&self) -> &'static str;
 
@@ -577,9 +515,10 @@ pub trait EventBus: fmt::Debug + Send + Sync + 'static {
     fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a>;
 
     /// Publishes several events (one round trip on Redis); one result per event, in order.
+    /// Channel names are borrowed: `vec![("fills", json!(1)), ("fills", json!(2))]`.
     fn publish_batch<'a>(
         &'a self,
-        events: Vec<(String, serde_json::Value)>,
+        events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>>;
 
     /// Runs `handler` for every event on `topic`, each subscription in its own task.
@@ -599,5 +538,20 @@ pub trait EventBus: fmt::Debug + Send + Sync + 'static {
     /// without closing does.
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// Connects now, within the bus's connect timeout, so a bot fails at start-up rather than
+    /// on its first publish; the error names the URL with its password redacted. Redis: the
+    /// publisher connection (subscriber connections open with the first subscription). The
+    /// default has nothing to connect (the memory bus).
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// One round trip to the backend, timed: `PING` on the publisher connection (connecting
+    /// first if needed), bounded by the bus timeout. A health check before trading. The default
+    /// answers at once with zero (the memory bus).
+    fn ping(&self) -> BoxFuture<'_, Result<Duration>> {
+        Box::pin(async { Ok(Duration::ZERO) })
     }
 }

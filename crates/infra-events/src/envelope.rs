@@ -110,6 +110,36 @@ pub struct Envelope {
     pub position: Option<Position>,
 }
 
+/// An event's metadata: everything in its [`Envelope`] but the payload, as
+/// [`EventBusExt::subscribe_json`](crate::EventBusExt::subscribe_json) hands it to a handler
+/// next to the decoded payload. The fields mean what they mean in [`Envelope`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventMeta {
+    /// Unique ID, assigned when published.
+    pub id: EventId,
+    /// The channel it was published on (without the namespace).
+    pub channel: String,
+    /// When it was published, in milliseconds since the Unix epoch (see
+    /// [`EventMeta::published_at`]).
+    pub timestamp_ms: u64,
+    /// Who published it.
+    pub source: String,
+    /// The publisher's correlation ID (also current while the handler runs).
+    pub correlation_id: Option<CorrelationId>,
+    /// Whether it came from a publisher that does not speak this crate's format.
+    pub foreign: bool,
+    /// Durable mode: where it is in its stream. `None` on ephemeral buses.
+    pub position: Option<Position>,
+}
+
+impl EventMeta {
+    /// [`EventMeta::timestamp_ms`] as a time.
+    pub fn published_at(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_millis(self.timestamp_ms)
+    }
+}
+
 /// The wire form as written: borrows everything, so writing copies nothing but the text.
 #[derive(Serialize)]
 struct WireOut<'a> {
@@ -220,6 +250,20 @@ impl Envelope {
             foreign: true,
             position: None,
         }
+    }
+
+    /// The payload and the metadata, apart (nothing is copied).
+    pub fn into_parts(self) -> (Payload, EventMeta) {
+        let meta = EventMeta {
+            id: self.id,
+            channel: self.channel,
+            timestamp_ms: self.timestamp_ms,
+            source: self.source,
+            correlation_id: self.correlation_id,
+            foreign: self.foreign,
+            position: self.position,
+        };
+        (self.payload, meta)
     }
 
     /// The payload decoded as `T`, when it is JSON of that shape.

@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use crate::EventId;
+
 /// A boxed error, as handlers return them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -31,7 +33,7 @@ pub enum EventsError {
     },
     /// An operation did not complete in time. Transient; may have been applied (a publish may
     /// have reached Redis before the bound), except for the `connect` operation, which sends
-    /// nothing.
+    /// nothing, and `ping`, which changes nothing.
     #[error("{operation} `{target}` timed out after {timeout:?}")]
     Timeout {
         /// The operation.
@@ -92,6 +94,41 @@ pub enum EventsError {
     /// The Redis backend was configured without a URL. Neither transient nor applied.
     #[error("the redis backend needs `events.redis_url`")]
     MissingUrl,
+    /// A value given to [`EventBusExt::publish_json`](crate::EventBusExt::publish_json) could
+    /// not be encoded as JSON (a map with non-string keys, a `Serialize` impl that failed).
+    /// Nothing was published. Neither transient nor applied.
+    #[error("cannot encode the payload for channel `{channel}` as json")]
+    Encode {
+        /// The channel it was for.
+        channel: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An event whose payload is not the type a
+    /// [`EventBusExt::subscribe_json`](crate::EventBusExt::subscribe_json) handler takes: the
+    /// handler error it counts (in [`SubscriptionStats::errors`](crate::SubscriptionStats::errors),
+    /// logged with this message). Neither transient nor applied.
+    #[error("cannot decode event {event_id} on `{channel}` as {type_name}: {reason}")]
+    Decode {
+        /// The channel it came on.
+        channel: String,
+        /// The event.
+        event_id: EventId,
+        /// The type the handler takes.
+        type_name: &'static str,
+        /// What serde said.
+        reason: String,
+    },
+    /// A channel pattern that is almost certainly a mistake (empty, an unclosed `[`, a trailing
+    /// `\`): see [`Pattern::parse`](crate::Pattern::parse). Neither transient nor applied.
+    #[error("invalid channel pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern, as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl EventsError {
@@ -108,18 +145,22 @@ impl EventsError {
             | Self::DurableNeedsRedis
             | Self::InvalidPosition(_)
             | Self::Backend { .. }
-            | Self::MissingUrl => false,
+            | Self::MissingUrl
+            | Self::Encode { .. }
+            | Self::Decode { .. }
+            | Self::InvalidPattern { .. } => false,
         }
     }
 
     /// Whether the operation may have taken effect although it failed (an event published, an
     /// entry added): true for [`EventsError::Connection`], [`EventsError::Backend`] and a
-    /// [`EventsError::Timeout`] of anything but `connect` (the answer when unsure), false for
-    /// errors raised before anything was sent.
+    /// [`EventsError::Timeout`] of anything but `connect` and `ping` (the answer when unsure),
+    /// false for errors raised before anything was sent.
     pub fn may_have_been_applied(&self) -> bool {
         match self {
-            // The operation names are this crate's own; connecting happens before any command.
-            Self::Timeout { operation, .. } => *operation != "connect",
+            // The operation names are this crate's own; connecting happens before any command,
+            // and a `PING` changes nothing.
+            Self::Timeout { operation, .. } => !matches!(*operation, "connect" | "ping"),
             Self::Connection { .. } | Self::Backend { .. } => true,
             Self::InvalidOption(_)
             | Self::BackendNotCompiled { .. }
@@ -127,7 +168,10 @@ impl EventsError {
             | Self::PatternNotDurable { .. }
             | Self::DurableNeedsRedis
             | Self::InvalidPosition(_)
-            | Self::MissingUrl => false,
+            | Self::MissingUrl
+            | Self::Encode { .. }
+            | Self::Decode { .. }
+            | Self::InvalidPattern { .. } => false,
         }
     }
 }
@@ -154,9 +198,10 @@ mod tests {
     }
 
     #[test]
-    fn a_connect_that_timed_out_sent_nothing() {
-        let error = timeout("connect");
-        assert!(error.is_transient() && !error.may_have_been_applied());
+    fn a_connect_or_ping_that_timed_out_applied_nothing() {
+        for error in [timeout("connect"), timeout("ping")] {
+            assert!(error.is_transient() && !error.may_have_been_applied(), "{error}");
+        }
     }
 
     #[test]
@@ -175,6 +220,17 @@ mod tests {
             EventsError::DurableNeedsRedis,
             EventsError::InvalidPosition("soon".into()),
             EventsError::MissingUrl,
+            EventsError::Encode {
+                channel: "c".into(),
+                source: serde_json::to_value(std::collections::HashMap::from([((1, 2), 3)])).unwrap_err(),
+            },
+            EventsError::Decode {
+                channel: "c".into(),
+                event_id: EventId::new(),
+                type_name: "u8",
+                reason: "invalid type".into(),
+            },
+            EventsError::InvalidPattern { pattern: "[a".into(), reason: "unclosed `[`" },
         ];
         for error in errors {
             assert!(!error.is_transient() && !error.may_have_been_applied(), "{error}");

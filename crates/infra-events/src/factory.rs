@@ -8,8 +8,9 @@ use crate::{EventBus, EventsError, Result};
 
 /// The bus `config` asks for, naming `source` (a bot ID, a service) as the publisher of its
 /// events: [`MemoryBus`](crate::memory::MemoryBus), or on Redis a `RedisBus` (`mode =
-/// "ephemeral"`) or a `DurableBus` (`mode = "durable"`). Nothing connects yet. A backend whose
-/// feature is not compiled in is [`EventsError::BackendNotCompiled`].
+/// "ephemeral"`) or a `DurableBus` (`mode = "durable"`), bounded by `operation_timeout` and
+/// `connect_timeout`. Nothing connects yet: call [`EventBus::connect`] to fail at start-up. A
+/// backend whose feature is not compiled in is [`EventsError::BackendNotCompiled`].
 pub fn from_config(config: &EventsConfig, source: &str) -> Result<Arc<dyn EventBus>> {
     if config.mode == EventsMode::Durable && config.backend != Backend::Redis {
         return Err(EventsError::DurableNeedsRedis);
@@ -26,14 +27,19 @@ pub fn from_config(config: &EventsConfig, source: &str) -> Result<Arc<dyn EventB
         Backend::Redis => {
             let url = config.redis_url.as_ref().ok_or(EventsError::MissingUrl)?;
             Ok(match config.mode {
-                EventsMode::Ephemeral => {
-                    Arc::new(crate::redis::RedisBus::new(url, &config.namespace, source, config.operation_timeout)?)
-                }
-                EventsMode::Durable => Arc::new(crate::redis::DurableBus::new(
+                EventsMode::Ephemeral => Arc::new(crate::redis::RedisBus::with_timeouts(
                     url,
                     &config.namespace,
                     source,
                     config.operation_timeout,
+                    config.connect_timeout,
+                )?),
+                EventsMode::Durable => Arc::new(crate::redis::DurableBus::with_timeouts(
+                    url,
+                    &config.namespace,
+                    source,
+                    config.operation_timeout,
+                    config.connect_timeout,
                     crate::redis::DurableOptions::from_config(config),
                 )?),
             })

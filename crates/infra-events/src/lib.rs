@@ -2,7 +2,13 @@
 //!
 //! - the object-safe [`EventBus`] trait: publish, batch publish, subscribe to a channel or a
 //!   pattern with a handler (each subscription in its own task, errors and panics isolated and
-//!   counted), or as a [`Stream`](futures::Stream);
+//!   counted), or as a [`Stream`](futures::Stream); `connect()` and `ping()` to check the bus
+//!   at start-up, `close()` to shut it down;
+//! - [`EventBusExt`], on every bus (`Arc<dyn EventBus>` included): `publish_json` any
+//!   `Serialize` value, `subscribe_json` with the payload decoded and the [`EventMeta`] (a
+//!   payload that does not decode is a counted handler error), `subscribe_channel` and
+//!   `subscribe_pattern` with default options. A [`Handler`] is any closure or `async fn` taking
+//!   an [`Envelope`] and returning `()` or `Result<(), E>`;
 //! - [`memory::MemoryBus`], bounded queues per subscription with an explicit [`Overflow`]
 //!   policy and counted drops;
 //! - `redis::RedisBus` (feature `redis`), ephemeral mode: PUBLISH / SUBSCRIBE with patterns
@@ -11,6 +17,8 @@
 //! - `redis::DurableBus` (feature `redis`), durable mode on Redis Streams: consumer groups,
 //!   acknowledgement after the handler succeeds, redelivery of what was not acknowledged in
 //!   time, a dead-letter stream after too many deliveries, replay from a [`Position`];
+//! - [`Published`]: what a publish reports, the same fields with the same meaning on every
+//!   backend (a table in its docs says which each one knows);
 //! - [`Pattern`]: Redis glob semantics, proven identical to Redis's own matcher;
 //! - [`Envelope`]: ID, channel, timestamp, source and correlation ID, with a documented JSON
 //!   wire format; foreign messages decode as foreign events, never as errors.
@@ -29,18 +37,45 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), infra_events::EventsError> {
-//! use std::sync::Arc;
-//! use futures::StreamExt;
-//! use infra_events::{EventBus, Pattern, SubscribeOptions, Topic, memory::MemoryBus};
+//! use infra_config::EventsConfig;
+//! use infra_events::{Envelope, EventBusExt, EventMeta};
+//! use serde::{Deserialize, Serialize};
 //!
-//! let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new("bot-1"));
-//! let mut prices = bus.stream(Topic::Pattern(Pattern::new("prices:*")), SubscribeOptions::default()).await?;
-//! let sent = bus.publish("prices:BTC", serde_json::json!({"price": 50234.56})).await?;
-//! assert_eq!(sent.receivers, 1);
+//! #[derive(Debug, Serialize, Deserialize)]
+//! struct Price {
+//!     symbol: String,
+//!     price: f64,
+//! }
 //!
-//! let event = prices.next().await.expect("an event");
-//! assert_eq!(event.channel, "prices:BTC");
-//! assert_eq!(event.decode::<serde_json::Value>().unwrap()["price"], 50234.56);
+//! // The same code runs on Redis with `EventsConfig::redis(url)?` (or `Config::load_env`).
+//! let bus = infra_events::from_config(&EventsConfig::memory().namespace("arb-1"), "bot-1")?;
+//! bus.connect().await?; // on Redis, an unreachable server fails here, not at the first publish
+//!
+//! let prices = bus
+//!     .subscribe_json("prices", |price: Price, meta: EventMeta| async move {
+//!         println!("{} = {} (event {} from {})", price.symbol, price.price, meta.id, meta.source);
+//!     })
+//!     .await?;
+//! let alerts = bus
+//!     .subscribe_pattern("alerts:*", |event: Envelope| async move {
+//!         match event.decode::<String>() {
+//!             Ok(text) => Ok(println!("{}: {text}", event.channel)),
+//!             Err(error) => Err(format!("unreadable alert on {}: {error}", event.channel)),
+//!         }
+//!     })
+//!     .await?;
+//!
+//! let sent = bus.publish_json("prices", &Price { symbol: "BTC".into(), price: 50_234.56 }).await?;
+//! assert_eq!(sent.delivered_to, Some(1));
+//! bus.publish_json("alerts:risk", &"drawdown at 4%").await?;
+//! bus.publish_json("alerts:risk", &42).await?; // not a string: counted as a handler error
+//! bus.publish_json("prices", &"not a price").await?; // does not decode: counted too
+//!
+//! let prices = prices.unsubscribe().await;
+//! assert_eq!((prices.handled(), prices.errors()), (1, 1));
+//! let alerts = alerts.unsubscribe().await;
+//! assert_eq!((alerts.handled(), alerts.errors()), (1, 1));
+//! assert!(alerts.last_error().unwrap().starts_with("unreadable alert on alerts:risk"));
 //! # Ok(()) }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -49,8 +84,11 @@
 mod bus;
 mod envelope;
 mod error;
+mod ext;
 mod factory;
+mod handler;
 mod pattern;
+mod publish;
 #[cfg(feature = "resilience")]
 mod retry_class;
 
@@ -62,10 +100,13 @@ pub mod memory;
 pub mod redis;
 
 pub use bus::{
-    DEFAULT_CAPACITY, EventBus, EventStream, Handler, Overflow, Position, PublishFuture, Published, Start,
-    SubscribeOptions, Subscription, SubscriptionStats, Topic,
+    DEFAULT_CAPACITY, EventBus, EventStream, Overflow, Position, Start, SubscribeOptions, Subscription,
+    SubscriptionStats, Topic,
 };
-pub use envelope::{Envelope, EventId, Payload, WIRE_VERSION};
+pub use envelope::{Envelope, EventId, EventMeta, Payload, WIRE_VERSION};
 pub use error::{BoxError, EventsError, Result};
+pub use ext::{EventBusExt, JsonHandler};
 pub use factory::from_config;
+pub use handler::{Handler, IntoHandlerResult};
 pub use pattern::Pattern;
+pub use publish::{PublishFuture, Published};

@@ -166,7 +166,9 @@ impl MemoryBus {
                 break;
             }
         }
-        (Published { id, receivers }, waiting)
+        let mut published = Published::new(id);
+        published.delivered_to = Some(receivers);
+        (published, waiting)
     }
 }
 
@@ -197,7 +199,7 @@ async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelop
         match subscriber.queue.send(event).await {
             Ok(()) => {
                 subscriber.stats.add_received();
-                published.receivers += 1;
+                *published.delivered_to.get_or_insert(0) += 1;
             }
             Err(mpsc::error::SendError(event)) => stopped(&subscriber, &event),
         }
@@ -265,7 +267,7 @@ impl EventBus for MemoryBus {
 
     fn publish_batch<'a>(
         &'a self,
-        events: Vec<(String, serde_json::Value)>,
+        events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
         Box::pin(async move {
             let mut results = Vec::with_capacity(events.len());

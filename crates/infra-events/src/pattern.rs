@@ -27,6 +27,29 @@ impl Pattern {
         Self { text, literal }
     }
 
+    /// Like [`Pattern::new`], but refuses what is almost certainly a mistake although Redis
+    /// accepts it: an empty pattern (it matches only the empty channel), a `[` never closed
+    /// (Redis closes it at the end), a trailing `\` that escapes nothing (Redis matches a
+    /// literal `\`). [`EventBusExt::subscribe_pattern`](crate::EventBusExt::subscribe_pattern)
+    /// parses its glob with it.
+    ///
+    /// ```
+    /// use infra_events::{EventsError, Pattern};
+    ///
+    /// assert!(Pattern::parse("prices:[A-Z]*")?.matches("prices:BTC"));
+    /// let error = Pattern::parse("prices:[A-Z").unwrap_err();
+    /// assert!(matches!(error, EventsError::InvalidPattern { .. }));
+    /// assert_eq!(error.to_string(), "invalid channel pattern `prices:[A-Z`: `[` is never closed by `]`");
+    /// # Ok::<(), EventsError>(())
+    /// ```
+    pub fn parse(text: impl Into<String>) -> crate::Result<Self> {
+        let text = text.into();
+        match mistake(text.as_bytes()) {
+            None => Ok(Self::new(text)),
+            Some(reason) => Err(crate::EventsError::InvalidPattern { pattern: text, reason }),
+        }
+    }
+
     /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -57,6 +80,41 @@ impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+/// What is wrong with `pattern`, read the way [`glob_match`] reads it, if it is empty, has a
+/// `[` with no `]`, or ends in a lone `\`.
+fn mistake(pattern: &[u8]) -> Option<&'static str> {
+    if pattern.is_empty() {
+        return Some("an empty pattern matches only the empty channel");
+    }
+    let mut p = 0;
+    while p < pattern.len() {
+        match pattern[p] {
+            b'\\' if p + 1 == pattern.len() => return Some("a trailing `\\` escapes nothing"),
+            b'\\' => p += 2,
+            b'[' => {
+                p += 1;
+                if p < pattern.len() && pattern[p] == b'^' {
+                    p += 1;
+                }
+                loop {
+                    if p >= pattern.len() {
+                        return Some("`[` is never closed by `]`");
+                    }
+                    match pattern[p] {
+                        b'\\' if pattern.len() - p >= 2 => p += 2,
+                        b']' => break,
+                        _ if pattern.len() - p >= 3 && pattern[p + 1] == b'-' => p += 3,
+                        _ => p += 1,
+                    }
+                }
+                p += 1;
+            }
+            _ => p += 1,
+        }
+    }
+    None
 }
 
 /// A byte as C's `char` on x86-64.
@@ -186,6 +244,27 @@ mod tests {
         assert!(pattern.matches("orders.fills"));
         assert!(!pattern.matches("orders.fill"));
         assert!(!Pattern::new("a*").is_literal());
+    }
+
+    #[test]
+    fn parse_refuses_likely_mistakes_only() {
+        for good in ["prices:*", "a\\*", "[a-z]", "[^]]", "[a\\]]", "[a-]]", "x[]", "*"] {
+            assert!(Pattern::parse(good).is_ok(), "{good:?}");
+        }
+        for (bad, reason) in [
+            ("", "an empty pattern matches only the empty channel"),
+            ("prices:[A-Z", "`[` is never closed by `]`"),
+            ("[a\\]", "`[` is never closed by `]`"),
+            ("[a-]", "`[` is never closed by `]`"),
+            ("orders\\", "a trailing `\\` escapes nothing"),
+        ] {
+            match Pattern::parse(bad) {
+                Err(crate::EventsError::InvalidPattern { pattern, reason: said }) => {
+                    assert_eq!((pattern.as_str(), said), (bad, reason));
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -78,9 +78,9 @@ async fn fan_out_in_publish_order() {
         recorded.push(seen);
     }
     for n in 0..100 {
-        assert_eq!(bus.publish("fills", json!(n)).await.unwrap().receivers, 3);
+        assert_eq!(bus.publish("fills", json!(n)).await.unwrap().delivered_to, Some(3));
     }
-    assert_eq!(bus.publish("other", json!(0)).await.unwrap().receivers, 0);
+    assert_eq!(bus.publish("other", json!(0)).await.unwrap().delivered_to, Some(0));
     for subscription in subscriptions {
         assert_eq!(subscription.stats().received(), 100);
         subscription.unsubscribe().await;
@@ -107,8 +107,8 @@ async fn pattern_subscriptions_follow_redis_glob_rules() {
     ];
     for (pattern, name, expected) in cases {
         let stream = bus.stream(Topic::Pattern(Pattern::new(pattern)), SubscribeOptions::default()).await.unwrap();
-        let receivers = bus.publish(name, json!(1)).await.unwrap().receivers;
-        assert_eq!(receivers == 1, expected, "{pattern:?} ~ {name:?}");
+        let delivered_to = bus.publish(name, json!(1)).await.unwrap().delivered_to;
+        assert_eq!(delivered_to == Some(1), expected, "{pattern:?} ~ {name:?}");
         drop(stream);
         assert_eq!(bus.subscriber_count(), 0);
     }
@@ -124,13 +124,13 @@ async fn unsubscribing_or_dropping_stops_delivery_without_losing_queued_events()
     }
     subscription.unsubscribe().await;
     assert_eq!(numbers(&seen), (0..10).collect::<Vec<_>>(), "queued events are handled before it ends");
-    assert_eq!(bus.publish("c", json!(99)).await.unwrap().receivers, 0);
+    assert_eq!(bus.publish("c", json!(99)).await.unwrap().delivered_to, Some(0));
 
     let stream = bus.stream(channel("c"), SubscribeOptions::default()).await.unwrap();
     assert_eq!(bus.subscriber_count(), 1);
     drop(stream);
     assert_eq!(bus.subscriber_count(), 0);
-    assert_eq!(bus.publish("c", json!(1)).await.unwrap().receivers, 0);
+    assert_eq!(bus.publish("c", json!(1)).await.unwrap().delivered_to, Some(0));
 }
 
 #[tokio::test]
@@ -173,7 +173,7 @@ async fn a_handler_panicking_before_it_returns_its_future_keeps_its_subscription
     };
     let subscription = bus.subscribe(channel("c"), Arc::new(handler), SubscribeOptions::default()).await.unwrap();
     for n in 1..=3 {
-        assert_eq!(bus.publish("c", json!(n)).await.unwrap().receivers, 1);
+        assert_eq!(bus.publish("c", json!(n)).await.unwrap().delivered_to, Some(1));
     }
     let stats = subscription.unsubscribe().await;
     assert_eq!(*seen.lock().unwrap(), [2, 3], "the events after the panic are handled");
@@ -221,7 +221,7 @@ fn a_subscription_task_stopped_abnormally_is_counted_with_every_event_it_loses()
     assert_eq!((stats.received(), stats.handled(), stats.task_failures(), stats.dropped()), (3, 0, 1, 3));
     // The subscription is still attached: what reaches it now is lost, and counted.
     let published = futures::FutureExt::now_or_never(bus.publish("c", json!(3))).unwrap().unwrap();
-    assert_eq!(published.receivers, 0);
+    assert_eq!(published.delivered_to, Some(0));
     assert_eq!((stats.received(), stats.dropped()), (3, 4));
     drop(subscription);
     assert_eq!(bus.subscriber_count(), 0);
@@ -279,16 +279,10 @@ async fn the_handler_runs_with_the_publishers_correlation_id() {
 async fn batch_publish_reports_each_event() {
     let bus = MemoryBus::new("bot");
     let mut stream = bus.stream(Topic::Pattern(Pattern::new("orders:*")), SubscribeOptions::default()).await.unwrap();
-    let results = bus
-        .publish_batch(vec![
-            ("orders:1".to_owned(), json!(1)),
-            ("fills:1".to_owned(), json!(2)),
-            ("orders:2".to_owned(), json!(3)),
-        ])
-        .await
-        .unwrap();
-    let receivers: Vec<usize> = results.iter().map(|r| r.as_ref().unwrap().receivers).collect();
-    assert_eq!(receivers, [1, 0, 1]);
+    let results =
+        bus.publish_batch(vec![("orders:1", json!(1)), ("fills:1", json!(2)), ("orders:2", json!(3))]).await.unwrap();
+    let delivered_to: Vec<Option<usize>> = results.iter().map(|r| r.as_ref().unwrap().delivered_to).collect();
+    assert_eq!(delivered_to, [Some(1), Some(0), Some(1)]);
     assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), 1);
     assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), 3);
 }
@@ -312,11 +306,11 @@ async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
     let bus = MemoryBus::new("bot");
     let options = SubscribeOptions { capacity: 4, overflow: Overflow::DropNewest, ..SubscribeOptions::default() };
     let mut stream = bus.stream(channel("c"), options).await.unwrap();
-    let mut receivers = Vec::new();
+    let mut delivered_to = Vec::new();
     for n in 0..10 {
-        receivers.push(bus.publish("c", json!(n)).await.unwrap().receivers);
+        delivered_to.push(bus.publish("c", json!(n)).await.unwrap().delivered_to.unwrap());
     }
-    assert_eq!(receivers, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(delivered_to, [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
     assert_eq!((stream.stats().received(), stream.stats().dropped()), (4, 6));
     for n in 0..4 {
         assert_eq!(stream.next().await.unwrap().decode::<i64>().unwrap(), n);
@@ -330,7 +324,7 @@ async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
     tokio::pin!(third);
     assert!(futures::FutureExt::now_or_never(third.as_mut()).is_none(), "the publisher waits for room");
     assert_eq!(blocking.next().await.unwrap().decode::<i64>().unwrap(), 1);
-    assert_eq!(third.await.unwrap().receivers, 1);
+    assert_eq!(third.await.unwrap().delivered_to, Some(1));
     assert_eq!(blocking.stats().dropped(), 0);
 
     let error = bus

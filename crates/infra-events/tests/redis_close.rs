@@ -95,7 +95,7 @@ async fn closing_the_durable_bus_drains_its_subscriptions_and_disconnects() {
     let group = SubscribeOptions::default().group("ledger");
     let subscription = bus.subscribe(channel("fills"), recorder(&seen), group).await.unwrap();
     let mut private = bus.stream(channel("fills"), SubscribeOptions::default()).await.unwrap();
-    let fills = (0..500).map(|n| ("fills".to_owned(), json!(n))).collect();
+    let fills = (0..500).map(|n| ("fills", json!(n))).collect();
     assert!(bus.publish_batch(fills).await.unwrap().iter().all(Result::is_ok));
 
     bus.close().await.unwrap();

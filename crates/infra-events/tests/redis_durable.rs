@@ -341,7 +341,7 @@ async fn trimmed_while_pending(server: &RedisServer, channel_name: &str, max_del
         bus.publish(channel_name, json!(n)).await.unwrap();
     }
     until("five failed deliveries", || subscription.stats().errors() >= 5).await;
-    let rest = (5..105).map(|n| (channel_name.to_owned(), json!(n))).collect();
+    let rest = (5..105).map(|n| (channel_name, json!(n))).collect();
     assert!(bus.publish_batch(rest).await.unwrap().iter().all(Result::is_ok));
     let key = bus.stream_key(channel_name);
     let first = texts(&server.command(&["XRANGE", &key, "-", "+", "COUNT", "1"]).unwrap());
@@ -380,7 +380,7 @@ async fn entries_trimmed_before_the_group_read_them_are_counted_as_trimmed() {
     subscription.unsubscribe().await;
 
     // Nobody reads the group meanwhile: most of these are trimmed unread.
-    let fills = (1..=100).map(|n| ("fills".to_owned(), json!(n))).collect();
+    let fills = (1..=100).map(|n| ("fills", json!(n))).collect();
     assert!(bus.publish_batch(fills).await.unwrap().iter().all(Result::is_ok));
     let subscription = bus.subscribe(channel("fills"), recorder(&seen), group).await.unwrap();
     let stats = subscription.stats();

@@ -16,13 +16,14 @@ use infra_redis::{
     fred::{
         clients::{SubscriberClient, WithOptions},
         prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
+        types::Value,
     },
 };
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use self::{listener::supervise, subscriptions::Refs};
 use crate::{
-    Envelope, EventBus, EventStream, EventsError, Handler, PublishFuture, Published, Result, SubscribeOptions,
+    Envelope, EventBus, EventId, EventStream, EventsError, Handler, PublishFuture, Published, Result, SubscribeOptions,
     Subscription, Topic,
     memory::MemoryBus,
     redis::{command_error, connect_error},
@@ -85,7 +86,20 @@ impl RedisBus {
     /// long for the reconnection). A publish that timed out on a live but frozen connection
     /// was already written, so Redis may still deliver it once it answers again.
     pub fn new(url: &RedisUrl, namespace: &str, source: &str, timeout: Duration) -> Result<Self> {
-        let options = ClientOptions::new(timeout, timeout);
+        Self::with_timeouts(url, namespace, source, timeout, timeout)
+    }
+
+    /// [`RedisBus::new`] with its own bound on connecting (`events.connect_timeout`, which
+    /// [`from_config`](crate::from_config) passes): `timeout` bounds commands,
+    /// `connect_timeout` each wait for a connection ([`EventBus::connect`] included).
+    pub fn with_timeouts(
+        url: &RedisUrl,
+        namespace: &str,
+        source: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self> {
+        let options = ClientOptions::new(connect_timeout, timeout);
         let publisher = infra_redis::client(url, &options).map_err(|e| connect_error(&url.redacted(), e))?;
         let subscriber = infra_redis::subscriber_client(url, &options.message_buffer(SUBSCRIBER_BUFFER))
             .map_err(|e| connect_error(&url.redacted(), e))?;
@@ -93,9 +107,9 @@ impl RedisBus {
             publisher.with_options(&Options { timeout: Some(Duration::ZERO), fail_fast: true, ..Options::default() });
         Ok(Self {
             inner: Arc::new(Inner {
-                publisher: Connection::new(publisher, url, timeout),
+                publisher: Connection::new(publisher, url, connect_timeout),
                 connected_publisher,
-                subscriber: Connection::new(subscriber, url, timeout),
+                subscriber: Connection::new(subscriber, url, connect_timeout),
                 local: MemoryBus::new(source),
                 source: source.to_owned(),
                 prefix: format!("{namespace}:"),
@@ -132,6 +146,27 @@ impl RedisBus {
         inner.local.detach_all();
         inner.publisher.close().await;
         Ok(())
+    }
+
+    /// [`EventBus::connect`] without boxing: connects the publisher connection now, within the
+    /// connect timeout (the subscriber connection opens with the first subscription).
+    pub async fn connect(&self) -> Result<()> {
+        self.start_publisher().await
+    }
+
+    /// [`EventBus::ping`] without boxing: one `PING` on the publisher connection (connecting
+    /// first if needed), timed, bounded by the bus timeout.
+    pub async fn ping(&self) -> Result<Duration> {
+        self.start_publisher().await?;
+        let inner = &self.inner;
+        let started = std::time::Instant::now();
+        let _: Value = inner
+            .publisher
+            .client()
+            .ping(None)
+            .await
+            .map_err(|e| command_error(&inner.url, inner.timeout, "ping", || inner.url.clone(), e))?;
+        Ok(started.elapsed())
     }
 
     /// Connects the publisher (the first time; afterwards one atomic load).
@@ -223,13 +258,13 @@ impl EventBus for RedisBus {
             self.start_publisher().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let receivers = self.inner.publish(channel, event.to_wire()).await?;
-            Ok(Published { id: event.id, receivers: usize::try_from(receivers).unwrap_or_default() })
+            Ok(published(event.id, receivers))
         })
     }
 
     fn publish_batch<'a>(
         &'a self,
-        events: Vec<(String, serde_json::Value)>,
+        events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
         Box::pin(async move {
             self.start_publisher().await?;
@@ -241,12 +276,12 @@ impl EventBus for RedisBus {
             };
             let mut channels = Vec::with_capacity(events.len());
             for (channel, payload) in events {
-                let event = Envelope::new(channel.as_str(), inner.source.as_str(), payload);
+                let event = Envelope::new(channel, inner.source.as_str(), payload);
                 ids.push(event.id);
                 let () = pipeline
-                    .publish(inner.redis_channel(&channel), event.to_wire())
+                    .publish(inner.redis_channel(channel), event.to_wire())
                     .await
-                    .map_err(|e| error(&channel, e))?;
+                    .map_err(|e| error(channel, e))?;
                 channels.push(channel);
             }
             let replies: Vec<std::result::Result<i64, infra_redis::fred::error::Error>> = pipeline.try_all().await;
@@ -254,11 +289,7 @@ impl EventBus for RedisBus {
                 .into_iter()
                 .zip(channels)
                 .zip(replies)
-                .map(|((id, channel), reply)| {
-                    reply
-                        .map(|n| Published { id, receivers: usize::try_from(n).unwrap_or_default() })
-                        .map_err(|e| error(&channel, e))
-                })
+                .map(|((id, channel), reply)| reply.map(|n| published(id, n)).map_err(|e| error(channel, e)))
                 .collect())
         })
     }
@@ -283,4 +314,21 @@ impl EventBus for RedisBus {
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(RedisBus::close(self))
     }
+
+    /// [`RedisBus::connect`].
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(RedisBus::connect(self))
+    }
+
+    /// [`RedisBus::ping`].
+    fn ping(&self) -> BoxFuture<'_, Result<Duration>> {
+        Box::pin(RedisBus::ping(self))
+    }
+}
+
+/// The report of a `PUBLISH` of event `id` that Redis sent to `receivers` subscribers.
+fn published(id: EventId, receivers: i64) -> Published {
+    let mut published = Published::new(id);
+    published.redis_receivers = Some(usize::try_from(receivers).unwrap_or_default());
+    published
 }

@@ -13,7 +13,7 @@ use infra_config::{EventsConfig, RedisUrl};
 use infra_redis::{
     ClientOptions, Connection,
     fred::{
-        prelude::{Error as FredError, StreamsInterface},
+        prelude::{ClientLike, Error as FredError, StreamsInterface},
         types::{
             Value,
             streams::{XCapKind, XCapTrim},
@@ -28,7 +28,7 @@ use self::{
 };
 use super::{closed_error, command_error, connect_error};
 use crate::{
-    Envelope, EventBus, EventId, EventStream, EventsError, Handler, PublishFuture, Published, Result, Start,
+    Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, PublishFuture, Published, Result, Start,
     SubscribeOptions, Subscription, SubscriptionStats, Topic, bus::Detach,
 };
 
@@ -117,6 +117,7 @@ struct Inner {
     source: String,
     prefix: String,
     timeout: Duration,
+    connect_timeout: Duration,
     options: DurableOptions,
     consumers: Arc<Registry>,
 }
@@ -141,16 +142,32 @@ impl DurableBus {
         timeout: Duration,
         options: DurableOptions,
     ) -> Result<Self> {
+        Self::with_timeouts(url, namespace, source, timeout, timeout, options)
+    }
+
+    /// [`DurableBus::new`] with its own bound on connecting (`events.connect_timeout`, which
+    /// [`from_config`](crate::from_config) passes): `timeout` bounds commands,
+    /// `connect_timeout` each wait for a connection ([`EventBus::connect`] and each
+    /// subscription's own connection included).
+    pub fn with_timeouts(
+        url: &RedisUrl,
+        namespace: &str,
+        source: &str,
+        timeout: Duration,
+        connect_timeout: Duration,
+        options: DurableOptions,
+    ) -> Result<Self> {
         options.check()?;
-        let publisher = infra_redis::client(url, &ClientOptions::new(timeout, timeout))
+        let publisher = infra_redis::client(url, &ClientOptions::new(connect_timeout, timeout))
             .map_err(|e| connect_error(&url.redacted(), e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 url: url.clone(),
-                publisher: Connection::new(publisher, url, timeout),
+                publisher: Connection::new(publisher, url, connect_timeout),
                 source: source.to_owned(),
                 prefix: format!("{namespace}:"),
                 timeout,
+                connect_timeout,
                 options,
                 consumers: Registry::new(),
             }),
@@ -177,6 +194,22 @@ impl DurableBus {
         self.inner.consumers.close().await;
         self.inner.publisher.close().await;
         Ok(())
+    }
+
+    /// [`EventBus::connect`] without boxing: connects the publisher connection now, within the
+    /// connect timeout (each subscription opens its own connection when it subscribes).
+    pub async fn connect(&self) -> Result<()> {
+        self.start().await
+    }
+
+    /// [`EventBus::ping`] without boxing: one `PING` on the publisher connection (connecting
+    /// first if needed), timed, bounded by the bus timeout.
+    pub async fn ping(&self) -> Result<Duration> {
+        self.start().await?;
+        let publisher = &self.inner.publisher;
+        let started = std::time::Instant::now();
+        let _: Value = publisher.client().ping(None).await.map_err(|e| self.error("ping", publisher.url(), e))?;
+        Ok(started.elapsed())
     }
 
     /// Connects the publisher (the first time; afterwards one atomic load).
@@ -227,9 +260,9 @@ impl DurableBus {
         let key = self.stream_key(&channel);
         let block = (inner.options.claim_after / 2).clamp(Duration::from_millis(10), MAX_BLOCK);
         // Reads block for up to `block`: their timeout covers it.
-        let options = ClientOptions::new(inner.timeout, inner.timeout + block);
+        let options = ClientOptions::new(inner.connect_timeout, inner.timeout + block);
         let reader = infra_redis::client(&inner.url, &options).map_err(|e| connect_error(inner.publisher.url(), e))?;
-        let reader = Connection::new(reader, &inner.url, inner.timeout);
+        let reader = Connection::new(reader, &inner.url, inner.connect_timeout);
         reader.connect().await.map_err(|e| connect_error(reader.url(), e))?;
         let consumer = Consumer {
             reader,
@@ -263,34 +296,34 @@ impl EventBus for DurableBus {
         "redis"
     }
 
-    /// Appends the event to its stream; `receivers` is 1 once it is stored.
+    /// Appends the event to its stream; [`Published::position`] is its entry.
     fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
         PublishFuture::new(async move {
             self.start().await?;
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let key = self.stream_key(channel);
-            let _: Value = self
+            let entry: Value = self
                 .inner
                 .publisher
                 .client()
                 .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
                 .await
                 .map_err(|e| self.error("publish", &key, e))?;
-            Ok(Published { id: event.id, receivers: 1 })
+            Ok(stored(event.id, entry))
         })
     }
 
     fn publish_batch<'a>(
         &'a self,
-        events: Vec<(String, serde_json::Value)>,
+        events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
         Box::pin(async move {
             self.start().await?;
             let pipeline = self.inner.publisher.client().pipeline();
             let mut sent = Vec::with_capacity(events.len());
             for (channel, payload) in events {
-                let event = Envelope::new(channel.as_str(), self.inner.source.as_str(), payload);
-                let key = self.stream_key(&channel);
+                let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+                let key = self.stream_key(channel);
                 let () = pipeline
                     .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
                     .await
@@ -302,7 +335,7 @@ impl EventBus for DurableBus {
                 .into_iter()
                 .zip(replies)
                 .map(|((id, key), reply)| {
-                    reply.map(|_| Published { id, receivers: 1 }).map_err(|e| self.error("publish_batch", &key, e))
+                    reply.map(|entry| stored(id, entry)).map_err(|e| self.error("publish_batch", &key, e))
                 })
                 .collect())
         })
@@ -320,14 +353,24 @@ impl EventBus for DurableBus {
         })
     }
 
-    /// Events are acknowledged once queued for the stream (a crash loses at most the queued
-    /// ones); the queue never drops, whatever [`SubscribeOptions::overflow`] says. Use
-    /// [`EventBus::subscribe`] to acknowledge after processing.
     /// [`DurableBus::close`].
     fn close(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(DurableBus::close(self))
     }
 
+    /// [`DurableBus::connect`].
+    fn connect(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(DurableBus::connect(self))
+    }
+
+    /// [`DurableBus::ping`].
+    fn ping(&self) -> BoxFuture<'_, Result<Duration>> {
+        Box::pin(DurableBus::ping(self))
+    }
+
+    /// Events are acknowledged once queued for the stream (a crash loses at most the queued
+    /// ones); the queue never drops, whatever [`SubscribeOptions::overflow`] says. Use
+    /// [`EventBus::subscribe`] to acknowledge after processing.
     fn stream<'a>(&'a self, topic: Topic, options: SubscribeOptions) -> BoxFuture<'a, Result<EventStream>> {
         Box::pin(async move {
             // A capacity of 0 is refused by `consume`; the channel just must not panic first.
@@ -336,6 +379,13 @@ impl EventBus for DurableBus {
             Ok(EventStream::from_queue(receiver, stats, detach))
         })
     }
+}
+
+/// The report of event `id`, stored as the stream entry `XADD` answered.
+fn stored(id: EventId, entry: Value) -> Published {
+    let mut published = Published::new(id);
+    published.position = entry.into_string().map(Position::from_redis);
+    published
 }
 
 #[cfg(test)]
