@@ -1,6 +1,7 @@
 //! [`Infrastructure`]: the stack assembled from one [`Config`], its health and its shutdown.
 
 use std::{
+    collections::HashSet,
     fmt,
     future::Future,
     io::Write,
@@ -18,7 +19,7 @@ use infra_resilience::{
     BreakerRegistry, BreakerSettings, CircuitBreaker, Idempotency, PolicyBuilder, Retry, RetryClass,
 };
 use infra_state::StateStore;
-use tokio::task::JoinHandle;
+use tokio::{runtime::Handle, sync::broadcast::error::RecvError, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -31,6 +32,10 @@ use crate::{
 pub const STATE_BREAKER: &str = "state";
 /// The breaker of the event bus's decorator.
 pub const EVENTS_BREAKER: &str = "events";
+/// The bus channel every state change of a breaker handed out by
+/// [`Infrastructure::breaker`] is published on: `{"breaker", "from", "to", "bot_id"}`, states
+/// named as `BreakerState::as_str` names them (`closed`, `open`, `half_open`, ...).
+pub const BREAKER_CHANNEL: &str = "breakers";
 
 /// How long `close` waits for the emergency controller's last write before going on.
 const CLOSE_STEP_LIMIT: Duration = Duration::from_secs(5);
@@ -126,15 +131,28 @@ impl InfrastructureBuilder {
         // The controller gets the store and bus without the policy: it has its own fail-safe
         // handling (fail-closed start, escalations retried in the background), and an open
         // breaker must never delay a halt.
-        let emergency = EmergencyController::start(&config.emergency, raw_store, raw_bus, self.options)
+        let emergency = EmergencyController::start(&config.emergency, raw_store, Arc::clone(&raw_bus), self.options)
             .await
             .map_err(|source| FacadeError::Emergency { action: "start", source })?;
 
-        let cancel = CancellationToken::new();
-        let tasks = [store.breaker().clone(), bus.breaker().clone()]
-            .into_iter()
-            .map(|breaker| watch_breaker(breaker, cancel.clone()))
-            .collect();
+        let infrastructure = Infrastructure {
+            store,
+            bus,
+            breakers,
+            emergency,
+            logging,
+            raw_bus,
+            runtime: Handle::current(),
+            cancel: CancellationToken::new(),
+            tasks: Mutex::default(),
+            watched: Mutex::default(),
+            closed: AtomicBool::new(false),
+            config,
+        };
+        infrastructure.breaker(STATE_BREAKER);
+        infrastructure.breaker(EVENTS_BREAKER);
+        let (config, store, bus, emergency) =
+            (&infrastructure.config, &infrastructure.store, &infrastructure.bus, &infrastructure.emergency);
         tracing::info!(
             target: "infra_facade",
             environment = %config.environment,
@@ -144,41 +162,42 @@ impl InfrastructureBuilder {
             emergency = %emergency.state(),
             "infrastructure ready"
         );
-        Ok(Infrastructure {
-            config,
-            store,
-            bus,
-            breakers,
-            emergency,
-            logging,
-            cancel,
-            tasks: Mutex::new(tasks),
-            closed: AtomicBool::new(false),
-        })
+        Ok(infrastructure)
     }
 }
 
-/// Logs every state change of `breaker` until `cancel`.
-fn watch_breaker(breaker: CircuitBreaker, cancel: CancellationToken) -> JoinHandle<()> {
+/// Publishes every state change of `breaker` on [`BREAKER_CHANNEL`] of `bus` until `cancel`.
+fn watch_breaker(
+    runtime: &Handle,
+    breaker: CircuitBreaker,
+    bus: Arc<dyn EventBus>,
+    bot_id: String,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
     let mut changes = breaker.subscribe();
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         loop {
             let change = tokio::select! {
                 () = cancel.cancelled() => return,
                 change = changes.recv() => change,
             };
-            match change {
-                Ok(change) => tracing::warn!(
-                    target: "infra_facade",
-                    breaker = change.breaker,
-                    from = %change.from,
-                    to = %change.to,
-                    "circuit breaker changed state"
-                ),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+            let change = match change {
+                Ok(change) => change,
+                Err(RecvError::Lagged(missed)) => {
                     tracing::warn!(target: "infra_facade", breaker = breaker.name(), missed, "breaker state changes missed");
+                    continue;
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                Err(RecvError::Closed) => return,
+            };
+            let payload = serde_json::json!({
+                "breaker": change.breaker,
+                "from": change.from.as_str(),
+                "to": change.to.as_str(),
+                "bot_id": bot_id,
+            });
+            // The bus without the policy: the `events` breaker's own changes must go out too.
+            if let Err(error) = bus.publish(BREAKER_CHANNEL, payload).await {
+                tracing::debug!(target: "infra_facade", breaker = change.breaker, %error, "cannot publish a breaker state change");
             }
         }
     })
@@ -201,8 +220,13 @@ pub struct Infrastructure {
     breakers: Arc<BreakerRegistry>,
     emergency: EmergencyController,
     logging: Logging,
+    /// The bus without the policy, for the facade's own announcements.
+    raw_bus: Arc<dyn EventBus>,
+    runtime: Handle,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Names of the breakers whose changes are published.
+    watched: Mutex<HashSet<String>>,
     closed: AtomicBool,
 }
 
@@ -271,9 +295,22 @@ impl Infrastructure {
 
     /// The circuit breaker named `name`, made with `config.resilience.breaker` if new. Every
     /// caller asking for one name shares one breaker; `"state"` and `"events"` are those of
-    /// the store and the bus.
+    /// the store and the bus. Its state changes are published on [`BREAKER_CHANNEL`] until
+    /// [`close`](Self::close).
     pub fn breaker(&self, name: &str) -> CircuitBreaker {
-        self.breakers.get(name)
+        let breaker = self.breakers.get(name);
+        let new = self.watched.lock().unwrap_or_else(PoisonError::into_inner).insert(name.to_owned());
+        if new && !self.cancel.is_cancelled() {
+            let task = watch_breaker(
+                &self.runtime,
+                breaker.clone(),
+                Arc::clone(&self.raw_bus),
+                self.config.emergency.bot_id.clone(),
+                self.cancel.clone(),
+            );
+            self.tasks.lock().unwrap_or_else(PoisonError::into_inner).push(task);
+        }
+        breaker
     }
 
     /// The registry behind [`breaker`](Self::breaker).

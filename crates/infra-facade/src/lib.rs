@@ -80,7 +80,9 @@ pub use bus::ResilientBus;
 pub use error::FacadeError;
 pub use health::{BackendHealth, BreakerHealth, EmergencyHealth, HealthReport, LoggingHealth};
 pub use infra_config::Config;
-pub use infrastructure::{EVENTS_BREAKER, Infrastructure, InfrastructureBuilder, STATE_BREAKER, create_infrastructure};
+pub use infrastructure::{
+    BREAKER_CHANNEL, EVENTS_BREAKER, Infrastructure, InfrastructureBuilder, STATE_BREAKER, create_infrastructure,
+};
 pub use layers::CallStats;
 pub use logging::LogSetup;
 pub use store::ResilientStore;
