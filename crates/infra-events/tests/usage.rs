@@ -203,8 +203,9 @@ async fn on_redis_a_bot_checks_the_bus_then_trades() {
         assert!(round_trip > Duration::ZERO && round_trip < Duration::from_secs(1), "{round_trip:?}");
 
         let (tx, mut fills) = mpsc::unbounded_channel();
+        // The type can be named once, in the call; the closure needs no annotations then.
         let on_fill = bus
-            .subscribe_json("fills", move |fill: Fill, meta: EventMeta| {
+            .subscribe_json::<Fill, _>("fills", move |fill, meta| {
                 let tx = tx.clone();
                 async move { tx.send((fill, meta)).unwrap() }
             })
