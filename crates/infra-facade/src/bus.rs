@@ -33,9 +33,10 @@ impl LayerError for EventsError {
 /// `publish_batch` are retried only after a transient error that certainly was not applied
 /// ([`EventsError::may_have_been_applied`]: a connection that timed out, never a publish that
 /// timed out). `subscribe`, `stream`, `connect` and `ping` are retried after any transient
-/// error (a failed subscribe leaves nothing behind). `close` goes straight to the inner bus.
-/// A call the open breaker refuses fails at once with [`EventsError::Connection`] whose
-/// source is [`FacadeError::Rejected`].
+/// error (a failed subscribe leaves nothing behind). `close` goes straight to the inner bus;
+/// after it, calls are made once, without the policy (the closed bus refuses them). A call the
+/// open breaker refuses fails at once with [`EventsError::Connection`] whose source is
+/// [`FacadeError::Rejected`].
 ///
 /// Events carry the publisher's correlation ID: every attempt runs in the caller's task, so
 /// the envelope gets the ID of the execution that published it.
@@ -123,6 +124,7 @@ impl EventBus for ResilientBus {
     }
 
     fn close(&self) -> BoxFuture<'_, infra_events::Result<()>> {
+        self.layers.close();
         self.inner.close()
     }
 

@@ -7,7 +7,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -70,6 +70,8 @@ pub(crate) struct Layers<E> {
     timeout: Duration,
     deadline: Duration,
     counters: Arc<Counters>,
+    /// Set by `close`: later calls go once to the inner backend, which refuses them.
+    closed: AtomicBool,
     /// `state store` or `event bus`.
     component: &'static str,
     /// `memory` or `redis`.
@@ -119,6 +121,7 @@ impl<E: LayerError> Layers<E> {
             timeout: config.timeout.per_attempt,
             deadline: config.timeout.overall,
             counters,
+            closed: AtomicBool::new(false),
             component,
             backend,
             url,
@@ -133,6 +136,12 @@ impl<E: LayerError> Layers<E> {
         self.counters.snapshot()
     }
 
+    /// After this, calls are no longer retried: the backend was closed on purpose, and its
+    /// refusals repeat.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
     /// Runs `attempt` (once per attempt) through the layers; `operation` and `target` name the
     /// call in the errors the layers produce themselves.
     pub(crate) async fn call<T, F, Fut>(
@@ -140,13 +149,20 @@ impl<E: LayerError> Layers<E> {
         operation: &'static str,
         target: &str,
         idempotency: Idempotency,
-        attempt: F,
+        mut attempt: F,
     ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         self.counters.calls.fetch_add(1, Ordering::Relaxed);
+        if self.closed.load(Ordering::SeqCst) {
+            let result = attempt().await;
+            if result.is_err() {
+                self.counters.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            return result;
+        }
         let retry = match idempotency {
             Idempotency::Idempotent => self.idempotent.clone(),
             Idempotency::NonIdempotent => self.non_idempotent.clone(),

@@ -39,7 +39,8 @@ impl LayerError for StateError {
 /// | `get`, `exists`, `ttl`, `get_many`, `get_versioned`, `set`, `set_many`, `delete`, `expire`, `connect`, `ping` (idempotent) | any transient error, a timeout included |
 /// | `increment`, `set_if_not_exists`, `compare_and_swap`, `compare_and_delete` (not idempotent) | only a transient error that certainly was not applied; never a timeout |
 ///
-/// `scan` (a stream) and `close` go straight to the inner store. Only transient errors and
+/// `scan` (a stream) and `close` go straight to the inner store; after `close`, calls are made
+/// once, without the policy (the closed store refuses them). Only transient errors and
 /// timeouts count as failures for the breaker: a bad key is the caller's doing. A call the
 /// open breaker refuses fails at once with [`StateError::Connection`] whose source is
 /// [`FacadeError::Rejected`] (it reports "may have been applied", the safe answer, although
@@ -176,6 +177,7 @@ impl StateStore for ResilientStore {
     }
 
     fn close(&self) -> StateFuture<'_, ()> {
+        self.layers.close();
         self.inner.close()
     }
 }
