@@ -44,7 +44,8 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> JoinHandle<()> {
                 next_resync = Instant::now() + period;
                 inner.ensure_subscribed().await;
             }
-            if woken || lost || due {
+            let housekeeping = inner.housekeeping.swap(false, Ordering::SeqCst);
+            if woken || lost || due || housekeeping {
                 if lost {
                     tracing::info!(target: "infra_emergency", "the bus reported a gap: reading the emergency state again");
                 }
@@ -99,6 +100,10 @@ impl Inner {
         if self.tracks(&record.scope).is_none() {
             return;
         }
+        // Already applied (this controller's own transitions come back too): nothing to do.
+        if record.seq <= self.gate.read(|layers| layers.view(&record.scope).seq()) {
+            return;
+        }
         let epoch = self.epoch.fetch_add(1, Ordering::SeqCst) + 1;
         self.gate.update(|layers| {
             let view = layers.view_mut(&record.scope);
@@ -110,12 +115,14 @@ impl Inner {
         self.wake.notify_one();
     }
 
-    /// Reads both scopes, applies them, writes back what a store lost, commits queued
-    /// escalations and writes the heartbeat.
+    /// Reads both scopes, applies them, writes back what a store lost, advances pointers that
+    /// lag behind their log, commits queued escalations and writes the heartbeat.
     pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(), EmergencyError> {
+        // This does the housekeeping a commit left (a later commit sets the flag again).
+        self.housekeeping.store(false, Ordering::SeqCst);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let (global_seq, bot_seq) = self.gate.read(|l| (l.global.seq(), l.bot.seq()));
-        let records = match self.log.read(&[(&Scope::Global, global_seq), (&self.bot, bot_seq)]).await {
+        let records = match self.log.read_with_pointers(&[(&Scope::Global, global_seq), (&self.bot, bot_seq)]).await {
             Ok(records) => records,
             Err(error) => {
                 tracing::debug!(target: "infra_emergency", %error, "reading the emergency state failed");
@@ -124,7 +131,11 @@ impl Inner {
         };
         let scopes = [Scope::Global, self.bot.clone()];
         let mut lost = Vec::new();
-        for (scope, record) in scopes.iter().zip(records) {
+        let mut lagging = Vec::new();
+        for (scope, (record, pointer)) in scopes.iter().zip(records) {
+            if let Some(record) = record.as_ref().filter(|r| r.seq > pointer) {
+                lagging.push(record.clone());
+            }
             lost.extend(self.apply(scope, record, Some(epoch)));
         }
         let (_, previous, effective) = self.gate.update(|layers| {
@@ -137,6 +148,11 @@ impl Inner {
         }
         for record in &lost {
             self.heal(record).await;
+        }
+        for record in &lagging {
+            if let Err(error) = self.log.advance_pointer(record).await {
+                tracing::debug!(target: "infra_emergency", scope = %record.scope, %error, "advancing a lagging state pointer failed");
+            }
         }
         self.retry_pending().await;
         self.beat().await;
@@ -156,7 +172,7 @@ impl Inner {
     }
 
     /// Writes this controller's heartbeat.
-    async fn beat(&self) {
+    pub(crate) async fn beat(&self) {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }

@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) unavailable_reported: AtomicBool,
+    /// A commit left the pointer and the heartbeat for the background task.
+    pub(crate) housekeeping: AtomicBool,
     pub(crate) closed: AtomicBool,
 }
 
@@ -255,6 +257,7 @@ impl EmergencyController {
             task: Mutex::default(),
             runtime: tokio::runtime::Handle::current(),
             unavailable_reported: AtomicBool::new(false),
+            housekeeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         // Subscribe first, so nothing committed after the read below goes unnoticed.

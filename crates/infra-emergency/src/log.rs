@@ -5,15 +5,15 @@
 //! | key | holds |
 //! |---|---|
 //! | `emergency:audit:<scope>:<seq, 20 digits>` | the audit record of transition `seq`, written once with `set_if_not_exists`: **claiming the key is the commit** |
-//! | `emergency:state:<scope>` | a copy of the latest record, advanced with compare-and-swap (never backwards) after the commit: a pointer into the log |
+//! | `emergency:state:<scope>` | a copy of the latest record, advanced with compare-and-swap (never backwards) by the background task of any controller that finds it behind the log (the committing one within 100 ms): a pointer into the log |
 //! | `emergency:heartbeat:<bot>` | the bot's heartbeat, with a TTL |
 //!
 //! A transition from a scope at sequence `n` claims `n + 1`; of concurrent transitions exactly
 //! one claims it, the others read the log again and decide anew, so there is exactly one audit
 //! record per real transition. The latest record of a scope is the pointer's, or a later entry
 //! of the log (the pointer is written after the commit and may lag): a read fetches the pointer
-//! and the entry after the reader's last known sequence in one round trip, then follows the log
-//! while entries exist.
+//! and the two entries after the reader's last known sequence in one round trip, then follows
+//! the log while entries exist.
 
 use std::sync::Arc;
 
@@ -59,24 +59,44 @@ impl Log {
     }
 
     /// The latest record of each scope (`None`: it never moved), reading from each one's
-    /// `hint` (the last sequence the caller knows): one round trip when nothing is behind.
+    /// `hint` (the last sequence the caller knows): the pointer and the next two log entries in
+    /// one round trip, so a read that is at most one transition behind costs one round trip;
+    /// the log is followed further only when both entries exist or the pointer is past them.
     pub(crate) async fn read(&self, scopes: &[(&Scope, u64)]) -> Result<Vec<Option<AuditRecord>>, EmergencyError> {
-        let keys: Vec<String> =
-            scopes.iter().flat_map(|(scope, hint)| [state_key(scope), audit_key(scope, hint + 1)]).collect();
+        Ok(self.read_with_pointers(scopes).await?.into_iter().map(|(latest, _)| latest).collect())
+    }
+
+    /// [`Log::read`], with the sequence each scope's pointer holds (0: none), so the caller can
+    /// advance a pointer that lags.
+    pub(crate) async fn read_with_pointers(
+        &self,
+        scopes: &[(&Scope, u64)],
+    ) -> Result<Vec<(Option<AuditRecord>, u64)>, EmergencyError> {
+        let keys: Vec<String> = scopes
+            .iter()
+            .flat_map(|(scope, hint)| [state_key(scope), audit_key(scope, hint + 1), audit_key(scope, hint + 2)])
+            .collect();
         let names: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = self.store.get_many(&names).await.map_err(|e| EmergencyError::store("reading the state", e))?;
         let mut latest = Vec::with_capacity(scopes.len());
-        for (i, (scope, _)) in scopes.iter().enumerate() {
+        for (i, (scope, hint)) in scopes.iter().enumerate() {
             let mut best: Option<AuditRecord> = None;
-            for j in [2 * i, 2 * i + 1] {
+            let mut pointer = 0;
+            for j in 3 * i..3 * i + 3 {
                 if let Some(value) = &values[j] {
                     let record: AuditRecord = decode(&keys[j], value)?;
+                    if j == 3 * i {
+                        pointer = record.seq;
+                    }
                     if best.as_ref().is_none_or(|b| record.seq > b.seq) {
                         best = Some(record);
                     }
                 }
             }
-            latest.push(self.follow(scope, best).await?);
+            // Sequences are dense: with entry `hint + 2` absent and the pointer not past
+            // `hint + 1`, nothing later exists.
+            let beyond = values[3 * i + 2].is_some() || best.as_ref().is_some_and(|b| b.seq > hint + 1);
+            latest.push((if beyond { self.follow(scope, best).await? } else { best }, pointer));
         }
         Ok(latest)
     }

@@ -105,7 +105,8 @@ impl Inner {
         Ok(self.gate.read(|l| l.view(scope).confirmed.clone()))
     }
 
-    /// After the commit: apply here, publish, advance the pointer, refresh the heartbeat.
+    /// After the commit: apply here, publish, then leave the pointer and the heartbeat to the
+    /// background task.
     async fn committed(&self, record: &AuditRecord) {
         if self.tracks(&record.scope).is_some() {
             self.apply(&record.scope, Some(record.clone()), None);
@@ -115,11 +116,9 @@ impl Inner {
             tracing::warn!(target: "infra_emergency", scope = %record.scope, seq = record.seq, %error,
                 "transition committed but not published: other controllers apply it at their next resync");
         }
-        if let Err(error) = self.log.advance_pointer(record).await {
-            tracing::warn!(target: "infra_emergency", scope = %record.scope, seq = record.seq, %error,
-                "transition committed but the state pointer was not advanced: readers follow the log");
-        }
-        self.wake.notify_one();
+        // Off the propagation path: the background task advances the pointer (so readers stay
+        // at one round trip) and writes the heartbeat on its next tick.
+        self.housekeeping.store(true, Ordering::SeqCst);
     }
 
     /// Applies `record` (the latest of `scope`: read from the store at `read_epoch`, or

@@ -31,8 +31,9 @@ async fn a_halt_is_persisted_before_it_acts_and_a_restart_restores_it() {
         (record.seq, record.from, record.to, record.source),
         (1, EmergencyState::Normal, EmergencyState::Halt, Source::Manual)
     );
-    // Persisted: the audit log and the pointer hold it.
+    // Persisted: the audit log holds it (the commit); the pointer follows in the background.
     assert_eq!(audit_keys(store.as_ref(), "bot:b1").await, ["emergency:audit:bot:b1:00000000000000000001"]);
+    first.refresh().await.unwrap();
     let pointer: serde_json::Value = store.get_json("emergency:state:bot:b1").await.unwrap().expect("pointer");
     assert_eq!(pointer["to"], "HALT");
     let Ok(EmergencyEvent::Transition { record: notified, previous, effective }) = events.recv().await else {
