@@ -59,9 +59,11 @@ impl Log {
     }
 
     /// The latest record of each scope (`None`: it never moved), reading from each one's
-    /// `hint` (the last sequence the caller knows): the pointer and the next two log entries in
-    /// one round trip, so a read that is at most one transition behind costs one round trip;
-    /// the log is followed further only when both entries exist or the pointer is past them.
+    /// `hint` (the last sequence the caller knows): the pointer, entry `hint` and the next two
+    /// entries in one round trip, so a read that is at most two transitions behind costs one
+    /// round trip (entry `hint` itself tells a lagging pointer from a store that lost the log);
+    /// the log is followed further only when both next entries exist or the pointer is past
+    /// them.
     pub(crate) async fn read(&self, scopes: &[(&Scope, u64)]) -> Result<Vec<Option<AuditRecord>>, EmergencyError> {
         Ok(self.read_with_pointers(scopes).await?.into_iter().map(|(latest, _)| latest).collect())
     }
@@ -74,7 +76,9 @@ impl Log {
     ) -> Result<Vec<(Option<AuditRecord>, u64)>, EmergencyError> {
         let keys: Vec<String> = scopes
             .iter()
-            .flat_map(|(scope, hint)| [state_key(scope), audit_key(scope, hint + 1), audit_key(scope, hint + 2)])
+            .flat_map(|(scope, hint)| {
+                [state_key(scope), audit_key(scope, *hint), audit_key(scope, hint + 1), audit_key(scope, hint + 2)]
+            })
             .collect();
         let names: Vec<&str> = keys.iter().map(String::as_str).collect();
         let values = self.store.get_many(&names).await.map_err(|e| EmergencyError::store("reading the state", e))?;
@@ -82,10 +86,10 @@ impl Log {
         for (i, (scope, hint)) in scopes.iter().enumerate() {
             let mut best: Option<AuditRecord> = None;
             let mut pointer = 0;
-            for j in 3 * i..3 * i + 3 {
+            for j in 4 * i..4 * i + 4 {
                 if let Some(value) = &values[j] {
                     let record: AuditRecord = decode(&keys[j], value)?;
-                    if j == 3 * i {
+                    if j == 4 * i {
                         pointer = record.seq;
                     }
                     if best.as_ref().is_none_or(|b| record.seq > b.seq) {
@@ -95,7 +99,7 @@ impl Log {
             }
             // Sequences are dense: with entry `hint + 2` absent and the pointer not past
             // `hint + 1`, nothing later exists.
-            let beyond = values[3 * i + 2].is_some() || best.as_ref().is_some_and(|b| b.seq > hint + 1);
+            let beyond = values[4 * i + 3].is_some() || best.as_ref().is_some_and(|b| b.seq > hint + 1);
             latest.push((if beyond { self.follow(scope, best).await? } else { best }, pointer));
         }
         Ok(latest)
