@@ -8,7 +8,9 @@
 //!   decorators implementing the same traits ([`ResilientStore`], [`ResilientBus`]), which
 //!   retry only what is safe to repeat (never an increment or a publish that may have been
 //!   applied) and share the breakers `"state"` and `"events"` of one registry
-//!   ([`Infrastructure::breaker`]);
+//!   ([`Infrastructure::breaker`], whose state changes go on the bus's [`BREAKER_CHANNEL`];
+//!   [`Infrastructure::policy`] builds a policy for a bot's own dependency on the same
+//!   registry);
 //! - the emergency controller is restored from the store at start and publishes its
 //!   transitions on the bus;
 //! - logging is set up from the configuration unless the process already has a subscriber;
