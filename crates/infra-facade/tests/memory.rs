@@ -282,3 +282,11 @@ async fn a_policy_for_a_bots_own_dependency_uses_the_shared_breaker() {
     assert_eq!(infra.health().await.breakers.iter().find(|b| b.name == "exchange").unwrap().rejections, 1);
     infra.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn skip_logging_leaves_the_process_alone() {
+    let infra = Infrastructure::builder(development("quiet-bot")).skip_logging().build().await.unwrap();
+    let logging = infra.health().await.logging;
+    assert_eq!((logging.setup, logging.dropped_lines), (LogSetup::Skipped, None));
+    infra.close().await.unwrap();
+}

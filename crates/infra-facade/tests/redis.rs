@@ -122,6 +122,15 @@ async fn the_store_retries_a_get_that_timed_out_but_never_an_increment() {
         eventually(LIMIT, "the increment applied", || async { state.get_json::<i64>("fills").await.ok().flatten() })
             .await;
     assert_eq!(fills, 1, "applied exactly once");
+
+    // A publish that timed out may have been delivered: not published again.
+    server.pause().unwrap();
+    let before = infra.events().stats();
+    let error = infra.events().publish_json("fills", &1).await.unwrap_err();
+    assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
+    let after = infra.events().stats();
+    assert_eq!((after.retries, after.failures - before.failures), (before.retries, 1));
+    server.resume().unwrap();
     infra.close().await.unwrap();
 }
 
