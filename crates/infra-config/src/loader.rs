@@ -125,6 +125,41 @@ impl ConfigLoader {
 
     /// Merges the layers and validates the result.
     pub fn load(self) -> Result<Config, ConfigError> {
+        self.merge().map(|merged| merged.config)
+    }
+
+    /// Like [`load`](Self::load), and says where each value came from: every key that holds a
+    /// value (dotted, as in the file: `state.redis_url`), in key order, with the layer that set
+    /// it. This is what a `config show` prints next to the (redacted) values.
+    ///
+    /// ```
+    /// use infra_config::{Config, Environment, Origin};
+    ///
+    /// let (config, origins) = Config::loader()
+    ///     .environment(Environment::Staging)
+    ///     .without_file()
+    ///     .without_env_vars()
+    ///     .set("state.namespace", "eu")
+    ///     .load_with_origins()?;
+    /// assert_eq!(config.state.namespace, "eu");
+    /// let origin = |key: &str| origins.iter().find(|(k, _)| k == key).map(|(_, o)| o.clone());
+    /// assert_eq!(origin("state.namespace"), Some(Origin::Override));
+    /// assert_eq!(origin("events.namespace"), Some(Origin::Preset(Environment::Staging)));
+    /// # Ok::<(), infra_config::ConfigError>(())
+    /// ```
+    pub fn load_with_origins(self) -> Result<(Config, Vec<(String, Origin)>), ConfigError> {
+        let merged = self.merge()?;
+        let mut origins: Vec<(String, Origin)> = merged
+            .leaves
+            .into_iter()
+            .filter_map(|key| origin_of(&merged.figment, &key).map(|origin| (key, origin)))
+            .collect();
+        origins.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((merged.config, origins))
+    }
+
+    /// Merges the layers and validates the result, keeping what [`load_with_origins`](Self::load_with_origins) needs.
+    fn merge(self) -> Result<Merged, ConfigError> {
         let environment = self.resolve_environment()?;
         let file = self.resolve_file()?;
         let preset = Config::for_env(environment);
@@ -192,7 +227,7 @@ impl ConfigLoader {
         );
 
         if problems.is_empty() {
-            return Ok(config);
+            return Ok(Merged { config, figment, leaves: shape.leaves });
         }
         for problem in &mut problems {
             if problem.origin.is_none() && !problem.origin_key.is_empty() {
@@ -238,6 +273,13 @@ impl ConfigLoader {
             None => Ok(None),
         }
     }
+}
+
+/// A loaded configuration with the merged layers and the keys that hold a value.
+struct Merged {
+    config: Config,
+    figment: Figment,
+    leaves: Vec<String>,
 }
 
 /// Parses an environment's name given by `origin` (a variable, an argument), for the error.
