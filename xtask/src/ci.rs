@@ -130,9 +130,36 @@ pub(crate) fn run() -> Result<(), String> {
     for step in STEPS {
         eprintln!("==> ci step `{}`: cargo {}", step.name, step.args.join(" "));
         let step_started = Instant::now();
+        if step.name == "package" {
+            clear_packaged_sources()?;
+        }
         cargo(step.args, step.envs).map_err(|e| format!("ci step `{}` failed: {e} ({})", step.name, step.hint))?;
         eprintln!("==> ci step `{}` passed in {:.1?}", step.name, step_started.elapsed());
     }
     eprintln!("==> ci passed in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+/// Removes cargo's extracted copies of previously packaged workspace crates.
+///
+/// `cargo package` verifies each crate against a local registry of the crates it just
+/// packaged, and cargo extracts those under `$CARGO_HOME/registry/src/-<hash>/` (the leading
+/// `-`: a registry without a name). Our versions stay at 0.1.0 between changes, so cargo would
+/// reuse an extraction of an older package and verify against stale code. Named registries
+/// (crates.io's `index.crates.io-…`) are never touched.
+fn clear_packaged_sources() -> Result<(), String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    for kind in ["src", "cache"] {
+        let Ok(entries) = std::fs::read_dir(cargo_home.join("registry").join(kind)) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('-') {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+            }
+        }
+    }
     Ok(())
 }
