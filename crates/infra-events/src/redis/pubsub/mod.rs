@@ -30,8 +30,8 @@ use crate::{
 };
 
 /// Messages fred buffers between its socket reader and our listener: large enough that a burst
-/// never outruns a listener that keeps up on average (fred's default of 32 lost 3% of a
-/// 20,000-message burst on this kind of machine).
+/// never outruns a listener that keeps up on average (fred's default of 32 lost part of a
+/// 20,000-message burst; figures in docs/benchmarks.md).
 const SUBSCRIBER_BUFFER: usize = 1 << 17;
 
 /// An [`EventBus`] on Redis pub/sub.
@@ -222,8 +222,8 @@ impl Inner {
     }
 
     /// One `PUBLISH`, bounded by the bus timeout. While the connection is up the command
-    /// bypasses fred's per-command timer (registered after the write, it cost 2-3 µs of
-    /// round-trip latency per publish on this kind of machine) and is bounded by one outer
+    /// bypasses fred's per-command timer (registered after the write, it added measurable
+    /// round-trip latency per publish: docs/benchmarks.md) and is bounded by one outer
     /// timeout instead; with fail-fast, a connection that drops meanwhile fails it at once
     /// instead of queueing it for a retry after the reconnection (which could send it after the
     /// caller was told it timed out). While disconnected it waits in fred's queue for the
