@@ -116,6 +116,9 @@ pub(crate) enum EventsCommand {
         channel: String,
         /// The payload, as JSON.
         json: String,
+        /// The correlation ID the event carries (subscribers' handlers run under it).
+        #[arg(long, value_name = "ID")]
+        correlation_id: Option<String>,
     },
     /// Prints every event on the channels matching PATTERN (a Redis glob: `orders:*`).
     Subscribe {

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use infra_facade::events::{Envelope, EventBus, EventStream, Pattern, Payload, Topic};
+use infra_facade::{
+    events::{Envelope, EventBus, EventStream, Pattern, Payload, Topic},
+    log::{CorrelationId, with_correlation_id},
+};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -18,15 +21,20 @@ use crate::{
 /// Runs one `events` command.
 pub(crate) async fn run(context: &Context, command: EventsCommand) -> Result<(), CliError> {
     match command {
-        EventsCommand::Publish { channel, json } => {
+        EventsCommand::Publish { channel, json, correlation_id } => {
             let payload: Value = serde_json::from_str(parse_json(&json)?.as_str()).unwrap_or(Value::Null);
+            let correlation_id = correlation_id
+                .map(|id| CorrelationId::parse(&id).map_err(|error| CliError::Usage(error.to_string())))
+                .transpose()?;
             context
                 .with_infrastructure(Connect::Now, async move |infra| {
-                    let published = infra
-                        .events()
-                        .publish(&channel, payload)
-                        .await
-                        .map_err(|e| CliError::runtime(format!("events publish on `{channel}`"), &e))?;
+                    let publish = infra.events().publish(&channel, payload);
+                    let published = match correlation_id {
+                        Some(id) => with_correlation_id(id, publish).await,
+                        None => publish.await,
+                    };
+                    let published =
+                        published.map_err(|e| CliError::runtime(format!("events publish on `{channel}`"), &e))?;
                     let record = json!({
                         "channel": channel,
                         "id": published.id.to_string(),
