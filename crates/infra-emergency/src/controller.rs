@@ -80,6 +80,9 @@ impl Request {
                 );
             }
         }
+        if let Scope::Bot(id) = &self.scope {
+            check_bot_id(id)?;
+        }
         if self.metrics.iter().any(|(name, value)| name.is_empty() || !value.is_finite()) {
             return invalid("metrics", "names must not be empty and values must be finite");
         }
@@ -221,7 +224,8 @@ fn check_config(config: &EmergencyConfig) -> Result<(), EmergencyError> {
 impl EmergencyController {
     /// Starts the controller of `config.bot_id` on `store` and `bus`: subscribes to the
     /// transition channel, restores both scopes from the store, then keeps them in sync in a
-    /// background task (on the current tokio runtime).
+    /// background task (on the current tokio runtime: outside one this is
+    /// [`EmergencyError::NoRuntime`]).
     ///
     /// If the store cannot be read now, the controller still starts: with
     /// `config.fail_closed` it applies `HALT` with the reason
@@ -236,6 +240,7 @@ impl EmergencyController {
     ) -> Result<Self, EmergencyError> {
         check_config(config)?;
         options.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmergencyError::NoRuntime)?;
         let bot = Scope::Bot(config.bot_id.clone());
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Arc::new(Inner {
@@ -255,7 +260,7 @@ impl EmergencyController {
             pending: Mutex::default(),
             subscription: Mutex::default(),
             task: Mutex::default(),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             unavailable_reported: AtomicBool::new(false),
             housekeeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),

@@ -137,6 +137,10 @@ pub enum EmergencyError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// [`EmergencyController::start`](crate::EmergencyController::start) was called outside a
+    /// tokio runtime, which its background task needs.
+    #[error("the emergency controller needs a tokio runtime: start it from inside one")]
+    NoRuntime,
     /// The controller was closed.
     #[error("the emergency controller is closed")]
     Closed,

@@ -382,6 +382,8 @@ async fn bad_input_is_a_typed_error() {
     assert_eq!(empty.to_string(), "invalid actor: it is empty");
     let nan = Request::new(Scope::Global, Action::Halt, Source::Manual, "a", "b").metric("x", f64::NAN);
     assert!(matches!(emergency.request(nan).await, Err(EmergencyError::InvalidArgument { what: "metrics", .. })));
+    let bad_scope = emergency.halt(Scope::Bot("a b".into()), "alice", "why").await.unwrap_err();
+    assert_eq!(bad_scope.to_string(), "invalid bot id `a b`: only letters, digits, `_`, `-` and `.` are allowed");
     let rearm = emergency.rearm(Scope::Global, "a", "b").await.unwrap_err();
     assert_eq!(rearm.to_string(), "rearm refused on the global scope in NORMAL: only a shutdown is re-armed");
     assert!(emergency.history(&Scope::Global, 0).await.unwrap().is_empty());
@@ -404,4 +406,20 @@ async fn bad_input_is_a_typed_error() {
 /// Waits (on tokio's clock) until `condition` holds.
 async fn wait_until(condition: impl Fn() -> bool) {
     support::eventually(WAIT, "condition", || async { condition().then_some(()) }).await;
+}
+
+#[test]
+fn starting_outside_a_tokio_runtime_is_a_typed_error() {
+    use std::{
+        future::Future,
+        pin::pin,
+        task::{Context, Poll, Waker},
+    };
+    let (store, bus) = shared_memory();
+    let config = config("b1", true);
+    let mut start = pin!(EmergencyController::start(&config, store, bus, ControllerOptions::default()));
+    let Poll::Ready(Err(error)) = start.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
+        panic!("refused at once")
+    };
+    assert_eq!(error.to_string(), "the emergency controller needs a tokio runtime: start it from inside one");
 }
