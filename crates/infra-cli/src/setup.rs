@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use infra_facade::{
     Infrastructure,
-    config::{Backend, Config, ConfigError, ConfigLoader, Origin},
+    config::{Backend, Config, ConfigError, ConfigLoader, LogFormat, Origin},
     emergency::ControllerOptions,
 };
 
@@ -86,10 +86,12 @@ pub(crate) enum Connect {
 /// infractl is not a bot: its emergency controller (which makes transitions and reads the
 /// audit log) serves a bot ID of its own, `infractl-<pid>`, so that its heartbeat never
 /// replaces a real bot's; the bot a command looks at by default stays `emergency.bot_id`. Logs
-/// go to stderr (stdout is the output), warnings and errors only unless `verbose`.
+/// go to stderr (stdout is the output) as console text, warnings and errors only unless
+/// `verbose` (then at the configured level).
 pub(crate) async fn build(config: &Config, connect: Connect, verbose: bool) -> Result<Infrastructure, CliError> {
     let mut config = config.clone();
     config.emergency.bot_id = format!("infractl-{}", std::process::id());
+    config.logging.format = LogFormat::Console;
     if !verbose {
         "warn".clone_into(&mut config.logging.level);
     }
@@ -114,10 +116,8 @@ fn redis_urls(config: &Config) -> String {
     urls.join(", ")
 }
 
-/// Closes the infrastructure after a command; a failure to close is reported but does not
-/// change an outcome already printed.
+/// Closes the infrastructure after a command. A failure to close does not change an outcome
+/// already printed; the facade logs it (a warning, on stderr).
 pub(crate) async fn close(infrastructure: Infrastructure) {
-    if let Err(error) = infrastructure.close().await {
-        eprintln!("infractl: warning: {}", crate::error::chain(&error));
-    }
+    let _ = infrastructure.close().await;
 }

@@ -42,11 +42,11 @@ fn text(report: &infra_facade::HealthReport) -> String {
     for breaker in &report.breakers {
         lines.push(format!("breaker   {:<9} {}", breaker.state, breaker.name));
     }
+    // infractl's controller serves a bot of its own, so its state is the global scope's.
     let emergency = &report.emergency;
     lines.push(format!(
-        "emergency {:<9} {}{}",
+        "emergency {:<9} global scope, as infractl's controller applies it{}",
         emergency.state.as_str(),
-        emergency.scope,
         if emergency.reason.is_empty() { String::new() } else { format!(": {}", emergency.reason) }
     ));
     lines.join("\n")
