@@ -227,3 +227,49 @@ fn health_is_healthy_on_a_reachable_redis() {
     let text = run(infractl(&on(&server.url(), &["-o", "text", "health"]))).ok();
     assert!(text.stdout.starts_with("healthy (staging)\n"), "{text:?}");
 }
+
+#[test]
+fn the_infra_variables_configure_it_as_the_options_do() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let with_variables = |args: &[&str]| {
+        let mut command = infractl(args);
+        command
+            .env("INFRA_ENV", "staging")
+            .env("INFRA_STATE__REDIS_URL", server.url())
+            .env("INFRA_EVENTS__REDIS_URL", server.url())
+            .env("INFRA_STATE__NAMESPACE", "ops");
+        run(command).ok()
+    };
+    with_variables(&["state", "set", "k", "[1,2]"]);
+    assert_eq!(server.command(&["GET", "ops:k"]).unwrap().as_text().as_deref(), Some("[1,2]"));
+    assert_eq!(with_variables(&["state", "get", "k"]).record()["value"], json!([1, 2]));
+    // An option wins over the variable.
+    with_variables(&["--namespace", "desk", "state", "set", "k", "3"]);
+    assert_eq!(server.command(&["GET", "desk:k"]).unwrap().as_text().as_deref(), Some("3"));
+    let shown = with_variables(&["config", "show"]).record();
+    assert_eq!(shown["sources"]["state.redis_url"], "environment variable `INFRA_STATE__REDIS_URL`");
+}
+
+#[test]
+fn durable_events_reach_a_subscriber_through_its_consumer_group() {
+    let server = RedisServer::start().expect("redis-server starts");
+    let url = server.url();
+    let durable = |args: &[&str]| {
+        let mut command = infractl(&on(&url, args));
+        command.env("INFRA_EVENTS__MODE", "durable");
+        command
+    };
+    let mut subscriber = Running::spawn(durable(&["events", "subscribe", "fills", "--count", "1", "--timeout", "20s"]));
+    // `subscribe` returns once its private consumer group exists.
+    subscriber.wait_for_stderr("subscribed to `fills`");
+    let groups = server.command(&["XINFO", "GROUPS", "staging:stream:fills"]).unwrap();
+    assert!(matches!(&groups, Reply::Array(Some(groups)) if groups.len() == 1), "{groups:?}");
+
+    let published = run(durable(&["events", "publish", "fills", r#"{"px":101.5}"#])).ok().record();
+    assert!(published["position"].is_string(), "{published}");
+    let received = subscriber.finish().ok().record();
+    assert_eq!(
+        (received["data"].clone(), received["position"].clone()),
+        (json!({"px": 101.5}), published["position"].clone())
+    );
+}
