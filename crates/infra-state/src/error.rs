@@ -92,7 +92,7 @@ pub enum StateError {
     },
     /// The call did not complete in time (the backend is slow or unreachable). Transient, and
     /// may have been applied: the command may have reached the server before the bound. (A
-    /// first connection that timed out sent nothing, but is reported the same way.)
+    /// first connection that timed out is a [`StateError::Connection`] naming the server.)
     #[error("{operation} `{key}` timed out after {timeout:?}")]
     Timeout {
         /// The operation, e.g. `get`.
@@ -106,8 +106,9 @@ pub enum StateError {
     ///
     /// Transient, and may have been applied: the variant covers a refused connection attempt
     /// (nothing sent) as well as a connection lost, or a command cut short, with the command in
-    /// flight, and does not say which. (A client that cannot be built from the URL is reported
-    /// this way too; that error repeats.)
+    /// flight, and does not say which. A first connection that did not complete within the
+    /// connect timeout is reported this way, its source saying so. (A client that cannot be
+    /// built from the URL is reported this way too; that error repeats.)
     #[error("cannot reach {backend} at {url}")]
     Connection {
         /// `redis`.

@@ -56,6 +56,25 @@ async fn connect_fails_fast_against_a_closed_port_with_the_url_redacted() {
     assert!(!message.contains("hunter2"), "{message}");
 }
 
+#[tokio::test]
+async fn connect_to_a_server_that_never_answers_names_the_redacted_url() {
+    // Accepts the TCP connection (the kernel's backlog) but never answers a command.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let config = StateConfig::redis(format!("redis://bot:hunter2@127.0.0.1:{port}").as_str())
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300));
+    let state = infra_state::from_config(&config).unwrap();
+    for error in [state.connect().await.unwrap_err(), state.ping().await.map(drop).unwrap_err()] {
+        let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+        let message = format!("{error}: {source}");
+        assert!(message.contains(&format!("redis://bot:***@127.0.0.1:{port}")), "{message}");
+        assert!(message.contains("timed out after 300ms"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
+    }
+}
+
 /// A store whose every compare-and-swap meets a concurrent write: the only way to make
 /// contention deterministic. Everything else is a real memory store.
 #[derive(Debug)]

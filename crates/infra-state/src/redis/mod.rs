@@ -125,7 +125,7 @@ impl RedisStore {
     /// Connects now (within the connect timeout) instead of on the first call, so a bot can
     /// fail at start-up rather than on its first trade.
     pub async fn connect(&self) -> Result<()> {
-        self.client("connect", "").await.map(drop)
+        self.client().await.map(drop)
     }
 
     /// [`StateStore::ping`] without boxing the future: one `PING` round trip, timed.
@@ -191,16 +191,19 @@ impl RedisStore {
     }
 
     /// The connected client, connecting on first use.
-    async fn client(&self, operation: &'static str, key: &str) -> Result<&Client> {
+    async fn client(&self) -> Result<&Client> {
         let connection = &self.shared.connection;
         if connection.is_ready() {
             return Ok(connection.client());
         }
         match connection.connect().await {
             Ok(()) => Ok(connection.client()),
-            Err(RedisError::ConnectTimeout { timeout, .. }) => {
-                Err(StateError::Timeout { operation, key: key.to_owned(), timeout })
-            }
+            // The source names the server and the bound; a `Timeout` would name only the key.
+            Err(error @ RedisError::ConnectTimeout { .. }) => Err(StateError::Connection {
+                backend: "redis",
+                url: connection.url().to_owned(),
+                source: Box::new(error),
+            }),
             Err(RedisError::Connect { url, source }) => {
                 Err(StateError::Connection { backend: "redis", url, source: Box::new(source) })
             }
@@ -300,7 +303,7 @@ impl StateStore for RedisStore {
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
         StateFuture::new(async move {
             check_key(key)?;
-            let client = self.client("delete", key).await?;
+            let client = self.client().await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
             Ok(removed > 0)
         })
@@ -309,7 +312,7 @@ impl StateStore for RedisStore {
     fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
         StateFuture::new(async move {
             check_key(key)?;
-            let client = self.client("exists", key).await?;
+            let client = self.client().await?;
             let count: i64 = client.exists(self.full_key(key)).await.map_err(|e| self.error("exists", key, e))?;
             Ok(count > 0)
         })
@@ -318,7 +321,7 @@ impl StateStore for RedisStore {
     fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
         StateFuture::new(async move {
             check_key(key)?;
-            let client = self.client("ttl", key).await?;
+            let client = self.client().await?;
             let ms: i64 = client.pttl(self.full_key(key)).await.map_err(|e| self.error("ttl", key, e))?;
             Ok(match ms {
                 -2 => Ttl::Missing,
@@ -332,7 +335,7 @@ impl StateStore for RedisStore {
         StateFuture::new(async move {
             check_key(key)?;
             let ms = clamp_ms(ttl_millis(key, ttl)?);
-            let client = self.client("expire", key).await?;
+            let client = self.client().await?;
             let set: i64 =
                 client.pexpire(self.full_key(key), ms, None).await.map_err(|e| self.error("expire", key, e))?;
             Ok(set == 1)
@@ -362,7 +365,7 @@ impl StateStore for RedisStore {
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
         let pattern = glob_prefix(&format!("{}{prefix}", self.shared.prefix));
-        futures::stream::once(async move { self.client("scan", prefix).await })
+        futures::stream::once(async move { self.client().await })
             .map(move |client| match client {
                 Err(error) => error_stream(error),
                 Ok(client) => {

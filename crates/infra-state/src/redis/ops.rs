@@ -62,7 +62,7 @@ impl RedisStore {
 
     pub(super) async fn get_one(&self, key: &str) -> Result<Option<StateValue>> {
         check_key(key)?;
-        let client = self.client("get", key).await?;
+        let client = self.client().await?;
         match client.get::<Value, _>(self.full_key(key)).await {
             Ok(value) => Self::to_state_value(key, value),
             Err(error) if is_wrong_type(&error) => Ok(None),
@@ -74,7 +74,7 @@ impl RedisStore {
         check_key(key)?;
         let expiration = expiration(key, ttl)?;
         let operation = if nx { "set_if_not_exists" } else { "set" };
-        let client = self.client(operation, key).await?;
+        let client = self.client().await?;
         let reply: Value = client
             .set(self.full_key(key), value.as_str(), expiration, nx.then_some(SetOptions::NX), false)
             .await
@@ -84,7 +84,7 @@ impl RedisStore {
 
     pub(super) async fn increment_one(&self, key: &str, by: Number) -> Result<Number> {
         check_key(key)?;
-        let client = self.client("increment", key).await?;
+        let client = self.client().await?;
         let full_key = self.full_key(key);
         match by {
             Number::Int(by) => {
@@ -118,7 +118,7 @@ impl RedisStore {
             check_key(key)?;
         }
         let Some(first) = keys.first() else { return Ok(Vec::new()) };
-        let client = self.client("get_many", first).await?;
+        let client = self.client().await?;
         let values: Vec<Value> = if self.shared.clustered {
             // Keys of one batch may live on different nodes: one pipelined GET each.
             let pipeline = client.pipeline();
@@ -150,8 +150,10 @@ impl RedisStore {
             check_key(key)?;
             expiry = expiration(key, ttl)?;
         }
-        let Some((first, _)) = entries.first() else { return Ok(()) };
-        let client = self.client("set_many", first).await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
         let mut batches: BTreeMap<u16, Vec<(Key, &str, &str)>> = BTreeMap::new();
         for (key, value) in entries {
             let full = self.full_key(key);
@@ -189,7 +191,7 @@ impl RedisStore {
             Expected::Value(v) => ("value", v.as_str().to_owned()),
             Expected::Version(v) => ("version", v.0),
         };
-        let client = self.client("compare_and_swap", key).await?;
+        let client = self.client().await?;
         let args = vec![
             mode.to_owned(),
             expected,
@@ -225,7 +227,7 @@ impl RedisStore {
             Expected::Value(v) => ("value", v.as_str().to_owned()),
             Expected::Version(v) => ("version", v.0),
         };
-        let client = self.client("compare_and_delete", key).await?;
+        let client = self.client().await?;
         let deleted: i64 = client
             .eval(COMPARE_AND_DELETE, vec![self.full_key(key)], vec![mode.to_owned(), expected])
             .await
@@ -234,7 +236,7 @@ impl RedisStore {
     }
 
     pub(super) async fn ping_once(&self) -> Result<Duration> {
-        let client = self.client("ping", "").await?;
+        let client = self.client().await?;
         let started = std::time::Instant::now();
         let _: Value = client.ping(None).await.map_err(|e| self.error("ping", "", e))?;
         Ok(started.elapsed())
