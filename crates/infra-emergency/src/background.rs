@@ -42,7 +42,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> JoinHandle<()> {
             let due = Instant::now() >= next_resync;
             if due {
                 next_resync = Instant::now() + period;
-                inner.ensure_subscribed().await;
+                inner.ensure_subscribed(true).await;
             }
             let housekeeping = inner.housekeeping.swap(false, Ordering::SeqCst);
             if woken || lost || due || housekeeping {
@@ -64,8 +64,9 @@ impl Inner {
         subscription.as_ref().map_or(0, |s| s.stats().gaps() + s.stats().dropped() + s.stats().task_failures())
     }
 
-    /// Subscribes to the transition channel unless subscribed.
-    pub(crate) async fn ensure_subscribed(self: &Arc<Self>) {
+    /// Subscribes to the transition channel unless subscribed; with `resync`, then reads the
+    /// store at once (what was published before the subscription took effect).
+    pub(crate) async fn ensure_subscribed(self: &Arc<Self>, resync: bool) {
         if self.subscription.lock().unwrap_or_else(PoisonError::into_inner).is_some() {
             return;
         }
@@ -80,8 +81,9 @@ impl Inner {
         match self.bus.subscribe(topic, Arc::new(handler), SubscribeOptions::default()).await {
             Ok(subscription) => {
                 *self.subscription.lock().unwrap_or_else(PoisonError::into_inner) = Some(subscription);
-                // Anything published before the subscription took effect is read now.
-                self.wake.notify_one();
+                if resync {
+                    self.wake.notify_one();
+                }
             }
             Err(error) => {
                 tracing::warn!(target: "infra_emergency", %error,

@@ -266,7 +266,7 @@ impl EmergencyController {
             closed: AtomicBool::new(false),
         });
         // Subscribe first, so nothing committed after the read below goes unnoticed.
-        inner.ensure_subscribed().await;
+        inner.ensure_subscribed(false).await;
         if let Err(error) = inner.refresh().await {
             inner.report_unavailable(&error);
         }

@@ -174,3 +174,23 @@ async fn a_halt_reaches_a_controller_with_its_own_connections_and_its_heartbeat(
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_gap_makes_the_controller_read_the_store_again() {
+    let server = server();
+    // Resync once a minute: only the gap can make it read the store within the test.
+    let options =
+        ControllerOptions::default().resync_interval(Duration::from_secs(60)).heartbeat_ttl(Duration::from_secs(120));
+    let (store, bus) = backends(&server, "b1");
+    let emergency = EmergencyController::start(&config("b1", true), store, bus, options).await.unwrap();
+    // A halt committed by someone whose publish never arrived: written straight into Redis.
+    let record = r#"{"seq":1,"scope":"global","from":"NORMAL","to":"HALT","action":"halt","source":"manual","actor":"ops","reason":"message lost","metrics":{},"at_ms":0,"by_bot":"ops","host":"h"}"#;
+    let key = "test:emergency:audit:global:00000000000000000001";
+    server.command(&["SET", key, record, "NX"]).unwrap();
+    assert!(emergency.can_trade(), "nothing was published");
+    // The subscriber connection drops; the bus reconnects and counts a gap.
+    server.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).unwrap();
+    let status = wait_status(&emergency, WAIT, |s| s.state == EmergencyState::Halt).await;
+    assert_eq!((status.scope, status.reason.as_str(), status.global_seq), (Scope::Global, "message lost", 1));
+    emergency.close().await.unwrap();
+}
