@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::{
     cli::EventsCommand,
-    commands::{Context, state::parse_json},
+    commands::{Context, state::not_json},
     error::CliError,
     output::compact,
     setup::Connect,
@@ -22,7 +22,7 @@ use crate::{
 pub(crate) async fn run(context: &Context, command: EventsCommand) -> Result<(), CliError> {
     match command {
         EventsCommand::Publish { channel, json, correlation_id } => {
-            let payload: Value = serde_json::from_str(parse_json(&json)?.as_str()).unwrap_or(Value::Null);
+            let payload: Value = serde_json::from_str(&json).map_err(|error| not_json(&json, &error))?;
             let correlation_id = correlation_id
                 .map(|id| CorrelationId::parse(&id).map_err(|error| CliError::Usage(error.to_string())))
                 .transpose()?;

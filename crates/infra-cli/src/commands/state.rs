@@ -8,10 +8,9 @@ use crate::{cli::StateCommand, commands::Context, error::CliError, output::compa
 /// Runs one `state` command.
 pub(crate) async fn run(context: &Context, command: StateCommand) -> Result<(), CliError> {
     // A value that is not JSON is the caller's mistake: say so before connecting anywhere.
-    let value = match &command {
-        StateCommand::Set { json, .. } => Some(parse_json(json)?),
-        _ => None,
-    };
+    if let StateCommand::Set { json, .. } = &command {
+        parse_json(json)?;
+    }
     let printer = &context.printer;
     context
         .with_infrastructure(Connect::Now, async move |infra| {
@@ -26,8 +25,8 @@ pub(crate) async fn run(context: &Context, command: StateCommand) -> Result<(), 
                     };
                     printer.emit(&json!({"key": key, "value": value}), || compact(&value))
                 }
-                StateCommand::Set { key, ttl, nx, .. } => {
-                    let value = value.unwrap_or_else(|| StateValue::from(Value::Null));
+                StateCommand::Set { key, json, ttl, nx } => {
+                    let value = parse_json(&json)?;
                     let what = || format!("state set `{key}`");
                     let set = if nx {
                         store.set_if_not_exists(&key, value, ttl).await.map_err(|e| CliError::runtime(what(), &e))?
@@ -82,10 +81,13 @@ pub(crate) async fn run(context: &Context, command: StateCommand) -> Result<(), 
 
 /// Reads a JSON argument; anything else is a usage error with a hint for strings.
 pub(crate) fn parse_json(text: &str) -> Result<StateValue, CliError> {
-    StateValue::parse(text).map_err(|error| {
-        CliError::Usage(format!(
-            "`{text}` is not JSON ({error}); quote a string as JSON, e.g. '\"{}\"'",
-            text.replace('"', "\\\"")
-        ))
-    })
+    StateValue::parse(text).map_err(|error| not_json(text, &error))
+}
+
+/// The usage error of an argument that is not JSON.
+pub(crate) fn not_json(text: &str, error: &serde_json::Error) -> CliError {
+    CliError::Usage(format!(
+        "`{text}` is not JSON ({error}); quote a string as JSON, e.g. '\"{}\"'",
+        text.replace('"', "\\\"")
+    ))
 }
