@@ -29,9 +29,19 @@ pub fn is_sensitive(name: &str) -> bool {
     SENSITIVE_NAMES.iter().any(|needle| lower.contains(needle))
 }
 
-/// Needles for the fast pre-check, without their first letter so that `Password` and
-/// `password` both match.
-const TAILS: &[&str] = &["assword", "asswd", "oken", "ecret", "pi_key", "pikey", "uthorization"];
+/// Whether a line may name a sensitive field: [`SENSITIVE_NAMES`] searched in its lowercased
+/// bytes, since [`is_sensitive`] ignores case (`apiKey`, `DB_PASSWORD`). The lowercased copy
+/// lives in a buffer reused per thread, so the check allocates nothing.
+fn may_name_a_secret(line: &[u8]) -> bool {
+    thread_local! {
+        static LOWERCASE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    LOWERCASE.with_borrow_mut(|lower| {
+        lower.clear();
+        lower.extend(line.iter().map(u8::to_ascii_lowercase));
+        SENSITIVE_NAMES.iter().any(|name| memmem::find(lower, name.as_bytes()).is_some())
+    })
+}
 
 /// Whether a line may hold a URL with a secret: one needs a `://`, and an `@` (user-info) or a
 /// `?` (query).
@@ -43,7 +53,7 @@ fn may_hold_url_secret(line: &[u8]) -> bool {
 /// URLs in its string values. Lines without a candidate, the vast majority, are returned as
 /// they are.
 pub(crate) fn redact_json_line(line: &[u8]) -> Cow<'_, [u8]> {
-    if !TAILS.iter().any(|tail| memmem::find(line, tail.as_bytes()).is_some()) && !may_hold_url_secret(line) {
+    if !may_name_a_secret(line) && !may_hold_url_secret(line) {
         return Cow::Borrowed(line);
     }
     let Ok(mut value) = serde_json::from_slice::<Value>(line) else {

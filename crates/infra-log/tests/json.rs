@@ -148,6 +148,18 @@ fn sensitive_fields_are_redacted_in_events_and_spans() {
     }
 }
 
+/// The console output redacts these names (`is_sensitive` ignores case): JSON lines must too.
+#[test]
+fn sensitive_fields_are_redacted_whatever_the_case_of_their_names() {
+    let lines = capture_json("info", || async {
+        tracing::info!(apiKey = "k-live-456", AUTHORIZATION = "Bearer up", DB_PASSWORD = "hunter3", "connect");
+    });
+    let line = find(&lines, "connect");
+    for name in ["apiKey", "AUTHORIZATION", "DB_PASSWORD"] {
+        assert_eq!(line[name], "[REDACTED]", "{name}: {line}");
+    }
+}
+
 #[test]
 fn levels_below_the_configured_one_are_not_written() {
     let lines = capture_json("warn", || async {
