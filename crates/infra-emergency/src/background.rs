@@ -14,6 +14,7 @@ use crate::{
     controller::Inner,
     fleet::{FleetMember, Heartbeat},
     notify::EmergencyEvent,
+    transition::ReadAt,
 };
 
 /// How often the task looks at the subscription's gap and loss counters.
@@ -134,11 +135,11 @@ impl Inner {
         let scopes = [Scope::Global, self.bot.clone()];
         let mut lost = Vec::new();
         let mut lagging = Vec::new();
-        for (scope, (record, pointer)) in scopes.iter().zip(records) {
+        for ((scope, hint), (record, pointer)) in scopes.iter().zip([global_seq, bot_seq]).zip(records) {
             if let Some(record) = record.as_ref().filter(|r| r.seq > pointer) {
                 lagging.push(record.clone());
             }
-            lost.extend(self.apply(scope, record, Some(epoch)));
+            lost.extend(self.apply(scope, record, Some(ReadAt { epoch, hint })));
         }
         let (_, previous, effective) = self.gate.update(|layers| {
             layers.unavailable = false;

@@ -9,6 +9,13 @@ use crate::{
     table::{self, Current, Decision},
 };
 
+/// When a read of the store started: the bus epoch, and the sequence of the scope known here.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadAt {
+    pub(crate) epoch: u64,
+    pub(crate) hint: u64,
+}
+
 /// Attempts of one request when other writers keep claiming the next sequence first.
 const MAX_ATTEMPTS: u32 = 32;
 
@@ -99,7 +106,7 @@ impl Inner {
         if !tracked {
             return Ok(record);
         }
-        if let Some(lost) = self.apply(scope, record, Some(epoch)) {
+        if let Some(lost) = self.apply(scope, record, Some(ReadAt { epoch, hint })) {
             self.heal(&lost).await;
         }
         Ok(self.gate.read(|l| l.view(scope).confirmed.clone()))
@@ -121,20 +128,22 @@ impl Inner {
         self.housekeeping.store(true, Ordering::SeqCst);
     }
 
-    /// Applies `record` (the latest of `scope`: read from the store at `read_epoch`, or
-    /// committed here when `None`) and emits its event when it is new. Returns this
-    /// controller's own later record when the store is behind it (it lost data).
+    /// Applies `record` (the latest of `scope`: read from the store, `read` telling the epoch
+    /// and the sequence this controller knew when the read started, or committed here when
+    /// `None`) and emits its event when it is new. Returns this controller's own latest record
+    /// when the store is behind what it knew before reading (the store lost data); a commit
+    /// made here while the read was in flight is not mistaken for that.
     pub(crate) fn apply(
         &self,
         scope: &Scope,
         record: Option<AuditRecord>,
-        read_epoch: Option<u64>,
+        read: Option<ReadAt>,
     ) -> Option<AuditRecord> {
         let ((new, lost), before, after) = self.gate.update(|layers| {
             let view = layers.view_mut(scope);
             let (current, seq) = (view.seq(), record.as_ref().map_or(0, |r| r.seq));
             if let Some((provisional, epoch)) = &view.provisional
-                && (seq >= provisional.seq || read_epoch.is_some_and(|e| e >= *epoch))
+                && (seq >= provisional.seq || read.is_some_and(|r| r.epoch >= *epoch))
             {
                 view.provisional = None;
             }
@@ -142,10 +151,10 @@ impl Inner {
             if seq > current {
                 view.confirmed = record;
                 outcome.0 = view.confirmed.clone();
-            } else if seq < current && read_epoch.is_some() && view.known {
+            } else if read.is_some_and(|r| seq < r.hint) && view.known {
                 outcome.1 = view.confirmed.clone();
             }
-            if read_epoch.is_some() {
+            if read.is_some() {
                 view.known = true;
             }
             outcome
