@@ -14,7 +14,7 @@ use crate::{duration::parse_duration, output::Format};
 /// the `INFRA_...` variables, then these options. Exit codes: 0 ok, 1 runtime failure, 2 usage
 /// error.
 #[derive(Debug, Parser)]
-#[command(name = "infractl", version, max_term_width = 100)]
+#[command(name = "infractl", version)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,

@@ -83,3 +83,10 @@ fn an_invalid_configuration_is_a_usage_error_naming_the_key() {
     assert_eq!(finished.code(), Some(2), "{finished:?}");
     assert!(finished.stderr.contains("state.redis_url"), "{finished:?}");
 }
+
+#[test]
+fn development_runs_on_memory_backends_and_says_so() {
+    let finished = run_args(&["--env", "development", "state", "get", "k"]).ok();
+    assert_eq!(finished.record(), serde_json::json!({"key": "k", "value": null}));
+    assert!(finished.stderr.contains("in-process memory backends"), "{finished:?}");
+}

@@ -145,6 +145,9 @@ async fn a_halt_through_the_cli_stops_a_controller_in_another_process() {
     assert_eq!((status["reason"].clone(), status["actor"].clone()), (json!("drill"), json!("alice")));
     assert_eq!(status["scope"], "global");
     assert!(status["since_ms"].as_u64().is_some(), "{status}");
+    let text = cli(&["-o", "text", "emergency", "status", "--bot", "arb-1"]).await.unwrap().ok().stdout;
+    assert!(text.starts_with("arb-1  HALT (global scope, by alice, 20"), "{text}");
+    assert!(text.ends_with("): drill\n"), "{text}");
 
     // The fleet view: the bot, not infractl's own controller, once it heartbeats the halt.
     let mut fleet: Vec<serde_json::Value> = Vec::new();
