@@ -1,0 +1,177 @@
+//! The `trading_bot` example as a real process, in a short mode: it runs to its summary (the
+//! last line on stdout, JSON), a breached daily-loss limit halts it, and bad arguments exit 2
+//! with the usage.
+//!
+//! The example is built once per test binary with the cargo that runs the tests (`--offline`,
+//! the same features as this test), then run with a deadline.
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// How long one run of the bot may take, startup included (it simulates one second).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// The built `trading_bot` executable.
+fn bot() -> &'static Path {
+    static BOT: OnceLock<PathBuf> = OnceLock::new();
+    BOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("the workspace root");
+        let mut features = Vec::new();
+        if cfg!(feature = "redis") {
+            features.push("redis");
+        }
+        if cfg!(feature = "tower") {
+            features.push("tower");
+        }
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(root).args([
+            "build",
+            "--offline",
+            "-p",
+            "infra-facade",
+            "--example",
+            "trading_bot",
+            "--message-format=json-render-diagnostics",
+        ]);
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
+        }
+        let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
+        assert!(output.status.success(), "building the example failed: {}", output.status);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == "trading_bot")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the example's executable")
+    })
+}
+
+/// What one run printed.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The last line on stdout, as JSON.
+    fn summary(&self) -> Value {
+        assert_eq!(self.code, Some(0), "the bot failed; stderr:\n{}", self.stderr);
+        let last = self.stdout.lines().last().unwrap_or_else(|| panic!("no stdout; stderr:\n{}", self.stderr));
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("the last line is not JSON ({e}): {last}"))
+    }
+}
+
+/// Runs the bot with `args` on memory backends (no `INFRA_` variable but `INFRA_ENV`),
+/// killing it after [`RUN_LIMIT`].
+fn run(args: &[&str]) -> Run {
+    let mut command = Command::new(bot());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("INFRA_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(args)
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .env("INFRA_ENV", "development")
+        .env("INFRA_LOGGING__LEVEL", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the bot starts");
+    // Both pipes are drained while it runs, so a chatty log never blocks it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the bot's status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the bot did not finish within {RUN_LIMIT:?}; stderr:\n{}", stderr.join().unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code(),
+        stdout: stdout.join().expect("stdout read"),
+        stderr: stderr.join().expect("stderr read"),
+    }
+}
+
+fn count(summary: &Value, field: &str) -> u64 {
+    summary[field].as_u64().unwrap_or_else(|| panic!("`{field}` is not a count: {summary}"))
+}
+
+#[test]
+fn a_short_run_ends_with_its_json_summary_on_stdout() {
+    let run = run(&["--seconds", "1", "--seed", "7"]);
+    let summary = run.summary();
+    let executions = count(&summary, "executions");
+    assert!((1..=20).contains(&executions), "one execution per 50 ms tick at most: {summary}");
+    let (trades, sent) = (count(&summary, "trades"), count(&summary, "orders_sent"));
+    assert!(trades <= sent + count(&summary, "reconciled_fills"), "{summary}");
+    assert!(sent <= executions, "at most one order per execution: {summary}");
+    for field in ["rejected_by_emergency", "breaker_rejections", "retries"] {
+        count(&summary, field);
+    }
+    let state = summary["final_state"].as_str().expect("final_state");
+    assert!(["NORMAL", "ALERT", "HALT", "SHUTDOWN"].contains(&state), "{summary}");
+    assert_eq!((summary["seed"].as_u64(), summary["seconds"].as_u64()), (Some(7), Some(1)));
+    assert_eq!(summary["environment"], "development");
+    assert_eq!(summary["state_backend"], "memory");
+    assert!(summary["pnl"].is_f64(), "{summary}");
+
+    // The logs went to stderr, each execution's lines under its correlation ID.
+    assert_eq!(run.stdout.lines().count(), 1, "stdout holds only the summary: {}", run.stdout);
+    assert!(run.stderr.contains("infrastructure ready"), "{}", run.stderr);
+    assert!(run.stderr.contains("infrastructure closed"), "{}", run.stderr);
+    if trades > 0 {
+        assert!(run.stderr.contains("correlation_id=exec-"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn a_breached_daily_loss_limit_halts_the_bot_and_refuses_later_orders() {
+    // Fees and the spread put the first fill's P&L below -0.1 at once.
+    let summary = run(&["--seconds", "1", "--seed", "7", "--loss-limit", "0.1"]).summary();
+    assert_eq!(summary["final_state"], "HALT", "{summary}");
+    assert_eq!(summary["daily_loss_limit"], -0.1);
+    assert!(count(&summary, "trades") >= 1, "{summary}");
+    assert!(count(&summary, "rejected_by_emergency") > 0, "signals after the halt are refused: {summary}");
+    let halted_at = summary["halted_at_execution"].as_u64().expect("halted_at_execution");
+    assert!(halted_at <= count(&summary, "executions"), "{summary}");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_the_usage() {
+    for args in [&["--seconds", "0"][..], &["--bogus"], &["--seed"], &["--loss-limit", "-5"], &["--seconds", "ten"]] {
+        let run = run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(run.stderr.contains("usage: trading_bot"), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+    let help = run(&["--help"]);
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.starts_with("usage: trading_bot"), "{}", help.stdout);
+}
