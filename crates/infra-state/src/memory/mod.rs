@@ -205,19 +205,31 @@ impl MemoryStore {
     fn increment_now(&self, key: &str, by: Number) -> Result<Number> {
         check_key(key)?;
         let now = Instant::now();
-        let mut slot = self.inner.map.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: StateValue::from_json_text("0"),
-            expires_at: None,
-            generation: 0,
-        });
-        // An expired entry starts again at 0 without a TTL (its TTL is counted once the shard
-        // is released).
-        let lost_ttl = !slot.is_live(now);
-        if lost_ttl {
-            *slot = Entry { value: StateValue::from_json_text("0"), expires_at: None, generation: 0 };
-        }
-        let outcome = Self::add(&mut slot, key, by);
-        drop(slot);
+        let zero = || Entry { value: StateValue::from_json_text("0"), expires_at: None, generation: 0 };
+        // Nothing is written unless the sum is valid: a failed increment leaves a missing or
+        // expired key as it was (Redis writes nothing either).
+        let (outcome, lost_ttl) = match self.inner.map.entry(key.to_owned()) {
+            MapEntry::Occupied(mut live) if live.get().is_live(now) => (Self::add(live.get_mut(), key, by), false),
+            // An expired entry starts again at 0 without a TTL (its TTL is counted once the shard
+            // is released).
+            MapEntry::Occupied(mut expired) => {
+                let mut entry = zero();
+                let outcome = Self::add(&mut entry, key, by);
+                if outcome.is_ok() {
+                    expired.insert(entry);
+                }
+                let lost_ttl = outcome.is_ok();
+                (outcome, lost_ttl)
+            }
+            MapEntry::Vacant(vacant) => {
+                let mut entry = zero();
+                let outcome = Self::add(&mut entry, key, by);
+                if outcome.is_ok() {
+                    vacant.insert(entry);
+                }
+                (outcome, false)
+            }
+        };
         if lost_ttl {
             self.inner.ttl_entries_gone(1);
         }

@@ -186,6 +186,17 @@ pub async fn increments(f: &Fixture) {
     s.set("huge", json("1e308"), None).await.unwrap();
     let err = s.incr_float("huge", 1e308).await.unwrap_err();
     assert!(matches!(err, StateError::Overflow { .. }), "{err}");
+
+    // A failed increment of a missing (or expired) key creates nothing either.
+    for by in [f64::INFINITY, f64::NAN] {
+        let err = s.incr_float("absent", by).await.unwrap_err();
+        assert!(matches!(err, StateError::Overflow { .. }), "{err}");
+        assert!(!s.exists("absent").await.unwrap(), "a failed increment of {by} created the key");
+    }
+    s.set("expiring", json("1"), Some(Duration::from_millis(300))).await.unwrap();
+    f.advance(Duration::from_millis(450)).await;
+    assert!(s.incr_float("expiring", f64::INFINITY).await.is_err());
+    assert_eq!(s.ttl("expiring").await.unwrap(), Ttl::Missing, "a failed increment revived an expired key");
 }
 
 pub async fn exact_total_after_1000_concurrent_increments(f: &Fixture) {
