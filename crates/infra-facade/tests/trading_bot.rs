@@ -71,20 +71,29 @@ impl Run {
     }
 }
 
-/// Runs the bot with `args` on memory backends (no `INFRA_` variable but `INFRA_ENV`),
-/// killing it after [`RUN_LIMIT`].
-fn run(args: &[&str]) -> Run {
+/// A bot process and the threads draining its pipes.
+struct Running {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Starts the bot with `args` and `env` (no other `INFRA_` variable; `INFRA_ENV` defaults to
+/// development, so memory backends).
+fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut command = Command::new(bot());
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("INFRA_") {
             command.env_remove(name);
         }
     }
+    command.env("INFRA_ENV", "development").env("INFRA_LOGGING__LEVEL", "info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
     let mut child = command
         .args(args)
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .env("INFRA_ENV", "development")
-        .env("INFRA_LOGGING__LEVEL", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -100,23 +109,38 @@ fn run(args: &[&str]) -> Run {
     };
     let stdout = drain(Box::new(child.stdout.take().expect("stdout")));
     let stderr = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("the bot's status") {
-            break status;
+    Running { child, stdout, stderr }
+}
+
+impl Running {
+    /// Waits for the bot to exit, killing it after [`RUN_LIMIT`].
+    fn wait(mut self) -> Run {
+        let deadline = Instant::now() + RUN_LIMIT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("the bot's status") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the bot did not finish within {RUN_LIMIT:?}; stderr:\n{}",
+                    self.stderr.join().unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Run {
+            code: status.code(),
+            stdout: self.stdout.join().expect("stdout read"),
+            stderr: self.stderr.join().expect("stderr read"),
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the bot did not finish within {RUN_LIMIT:?}; stderr:\n{}", stderr.join().unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code(),
-        stdout: stdout.join().expect("stdout read"),
-        stderr: stderr.join().expect("stderr read"),
     }
+}
+
+/// Runs the bot with `args` on memory backends.
+fn run(args: &[&str]) -> Run {
+    spawn(args, &[]).wait()
 }
 
 fn count(summary: &Value, field: &str) -> u64 {
@@ -174,4 +198,56 @@ fn bad_arguments_exit_2_with_the_usage() {
     let help = run(&["--help"]);
     assert_eq!(help.code, Some(0));
     assert!(help.stdout.starts_with("usage: trading_bot"), "{}", help.stdout);
+}
+
+/// A halt issued by another process (here, the test's own infrastructure on the same Redis, as
+/// `infractl emergency halt --global` would) stops the bot's trading: it ends halted, and the
+/// signals after the halt are refused.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_halt_from_another_process_stops_the_bot_on_redis() {
+    use futures::StreamExt;
+    use infra_facade::{
+        Infrastructure,
+        config::{Config, Environment, RedisUrl},
+        prelude::*,
+    };
+
+    let server = infra_testkit::RedisServer::start().expect("redis-server must be installed");
+    let url = server.url();
+    let mut config = Config::for_env(Environment::Staging);
+    config.state.redis_url = Some(RedisUrl::parse(&url).unwrap());
+    config.events.redis_url = Some(RedisUrl::parse(&url).unwrap());
+    config.emergency.bot_id = "operator".to_owned();
+    let operator = Infrastructure::builder(config).skip_logging().build().await.unwrap();
+    let mut prices =
+        operator.events().stream(Topic::from("trading_bot.prices"), SubscribeOptions::default()).await.unwrap();
+
+    let env = [
+        ("INFRA_ENV", "staging"),
+        ("INFRA_STATE__REDIS_URL", url.as_str()),
+        ("INFRA_EVENTS__REDIS_URL", url.as_str()),
+        ("INFRA_EMERGENCY__BOT_ID", "tb-redis"),
+    ];
+    let bot = spawn(&["--seconds", "4", "--seed", "3"], &env);
+    // Trading for half a second (ten ticks) before the halt.
+    let ten_ticks = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = prices.next().await {
+            if event.decode::<Value>().is_ok_and(|tick| tick["seq"].as_u64() >= Some(10)) {
+                return;
+            }
+        }
+    });
+    ten_ticks.await.expect("the bot's price feed runs on the shared bus");
+    operator.emergency().halt(Scope::Global, "ops", "drill from another process").await.unwrap();
+
+    let run = tokio::task::spawn_blocking(move || bot.wait()).await.unwrap();
+    let summary = run.summary();
+    assert_eq!(summary["final_state"], "HALT", "{summary}");
+    assert_eq!((summary["environment"].as_str(), summary["state_backend"].as_str()), (Some("staging"), Some("redis")));
+    let halted_at = summary["halted_at_execution"].as_u64().expect("the bot saw the halt");
+    assert!((10..count(&summary, "executions")).contains(&halted_at), "{summary}");
+    assert!(count(&summary, "rejected_by_emergency") > 0, "{summary}");
+    assert!(run.stderr.contains("drill from another process"), "the bot logs why it stopped: {}", run.stderr);
+    operator.close().await.unwrap();
 }
