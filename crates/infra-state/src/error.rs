@@ -22,8 +22,9 @@ pub enum StateError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A time to live below one millisecond. Neither transient nor applied.
-    #[error("invalid ttl {ttl:?} for key `{key}`: a ttl must be at least 1 ms")]
+    /// A time to live below one millisecond, or longer than Redis accepts (about 146 million
+    /// years). Neither transient nor applied.
+    #[error("invalid ttl {ttl:?} for key `{key}`: {}", ttl_rule(.ttl))]
     InvalidTtl {
         /// The key.
         key: String,
@@ -213,6 +214,15 @@ impl StateError {
             | Self::BackendNotCompiled { .. }
             | Self::MissingUrl => false,
         }
+    }
+}
+
+/// The rule a rejected TTL broke.
+fn ttl_rule(ttl: &Duration) -> String {
+    if *ttl < Duration::from_millis(1) {
+        "a ttl must be at least 1 ms".to_owned()
+    } else {
+        format!("a ttl must be at most {} ms", crate::store::MAX_TTL_MS)
     }
 }
 

@@ -420,13 +420,18 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
     }
 }
 
+/// The longest TTL, in milliseconds: Redis refuses a TTL whose deadline (its clock plus the
+/// TTL) does not fit in 63 bits, so every backend refuses the same ones, with the same error.
+pub(crate) const MAX_TTL_MS: u64 = i64::MAX as u64 / 2;
+
 /// TTLs are whole milliseconds, rounded up so a key never expires before it was asked to.
 pub(crate) fn ttl_millis(key: &str, ttl: Duration) -> Result<u64> {
     let micros = ttl.as_micros();
-    if micros < 1000 {
+    let ms = micros.div_ceil(1000);
+    if micros < 1000 || ms > u128::from(MAX_TTL_MS) {
         return Err(StateError::InvalidTtl { key: key.to_owned(), ttl });
     }
-    Ok(u64::try_from(micros.div_ceil(1000)).unwrap_or(u64::MAX))
+    Ok(ms as u64)
 }
 
 /// A stream holding just one error, for a `scan` that cannot start.

@@ -79,6 +79,29 @@ pub async fn invalid_ttls_are_rejected_the_same_way(f: &Fixture) {
         "invalid ttl 0ns for key `k`: a ttl must be at least 1 ms"
     );
     assert_eq!(s.get("k").await.unwrap(), None, "a rejected write writes nothing");
+    // Past what Redis accepts (its clock plus the TTL must fit in 63 bits of milliseconds): the
+    // same typed error on every backend, whatever the operation.
+    s.set("held", json("1"), None).await.unwrap();
+    for ttl in [Duration::MAX, Duration::from_millis(i64::MAX as u64)] {
+        let errors = [
+            s.set("k", json("1"), Some(ttl)).await.unwrap_err(),
+            s.set_if_not_exists("k", json("1"), Some(ttl)).await.unwrap_err(),
+            s.expire("held", ttl).await.unwrap_err(),
+            s.set_many(&[("k", json("1"))], Some(ttl)).await.unwrap_err(),
+            s.compare_and_swap("k", Expected::Absent, json("1"), Some(ttl)).await.unwrap_err(),
+        ];
+        for err in errors {
+            assert!(matches!(err, StateError::InvalidTtl { .. }), "{ttl:?}: {err}");
+            assert!(err.to_string().contains("a ttl must be at most"), "{err}");
+        }
+    }
+    assert_eq!(s.get("k").await.unwrap(), None, "a rejected write writes nothing");
+    assert_eq!(s.ttl("held").await.unwrap(), Ttl::Persistent);
+    // The longest TTL accepted works on every backend.
+    let longest = Duration::from_millis(i64::MAX as u64 / 2);
+    s.set("k", json("1"), Some(longest)).await.unwrap();
+    assert!(s.expire("held", longest).await.unwrap());
+    s.delete("k").await.unwrap();
     // Fractions of a millisecond round up, never down.
     s.set("k", json("1"), Some(Duration::from_micros(1500))).await.unwrap();
     match s.ttl("k").await.unwrap() {
