@@ -22,6 +22,12 @@ use crate::{
 /// Delivery follows publish order per publisher and subscription. A slow handler only fills
 /// its own queue; what happens when that queue is full is the subscription's [`Overflow`]
 /// policy, and every dropped event is counted. Each bus is its own namespace.
+///
+/// Differences from the Redis buses, by nature: it has no connection, so
+/// [`EventBus::connect`] and [`EventBus::ping`] answer at once (`ping` with zero), and
+/// [`EventBus::close`] has nothing to release: unlike a Redis bus, it keeps working afterwards
+/// (publishing and subscribing still succeed, and its subscriptions run until they are
+/// unsubscribed or dropped), like the memory state store.
 #[derive(Clone)]
 pub struct MemoryBus {
     inner: Arc<Inner>,
