@@ -70,9 +70,18 @@ impl<W> BunyanLayer<W> {
         if let Ok(time) = time::OffsetDateTime::now_utc().format(&Rfc3339) {
             record.entry("time", &time)?;
         }
-        record.entry("target", metadata.target())?;
-        record.entry("line", &metadata.line())?;
-        record.entry("file", &metadata.file())?;
+        // A field of the program's own named `target`, `line` or `file` (in the event or its
+        // span) wins over the record's: one key, never two.
+        let own = |key: &str| fields.values().contains_key(key) || span_fields.is_some_and(|f| f.contains_key(key));
+        if !own("target") {
+            record.entry("target", metadata.target())?;
+        }
+        if !own("line") {
+            record.entry("line", &metadata.line())?;
+        }
+        if !own("file") {
+            record.entry("file", &metadata.file())?;
+        }
         // A field of the program's own named `span` wins over ours.
         if let Some(name) = span.and_then(user_span_name).filter(|_| !has_span_field) {
             record.entry(SPAN_FIELD, name)?;

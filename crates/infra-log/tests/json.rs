@@ -160,6 +160,32 @@ fn sensitive_fields_are_redacted_whatever_the_case_of_their_names() {
     }
 }
 
+/// A program's fields named like the record's own `target`, `line` and `file` (a file loaded, a
+/// line of it) must not make a key appear twice: log stores such as Elasticsearch reject
+/// such a record. The program's field wins, as it does for `span`.
+#[test]
+fn fields_named_like_the_records_metadata_appear_once() {
+    let captured = Captured::default();
+    let (dispatch, guard) = LogBuilder::new(&logging(LogFormat::Json, "info"))
+        .writer(captured.clone())
+        .ignore_rust_log()
+        .build()
+        .expect("valid config");
+    tracing::dispatcher::with_default(&dispatch, || {
+        tracing::info_span!("import", target = "BTC", line = 3_u64).in_scope(|| {
+            tracing::info!(file = "orders.csv", line = 7_u64, "loaded");
+        });
+    });
+    flush(guard);
+    let text = captured.text();
+    for key in ["\"target\":", "\"line\":", "\"file\":"] {
+        assert_eq!(text.matches(key).count(), 1, "{key} in {text}");
+    }
+    let line: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!((line["file"].as_str(), line["line"].as_u64()), (Some("orders.csv"), Some(7)), "{line}");
+    assert_eq!(line["target"], "BTC", "{line}");
+}
+
 #[test]
 fn levels_below_the_configured_one_are_not_written() {
     let lines = capture_json("warn", || async {
