@@ -2,8 +2,9 @@
 //! last line on stdout, JSON), a breached daily-loss limit halts it, and bad arguments exit 2
 //! with the usage.
 //!
-//! The example is built once per test binary with the cargo that runs the tests (`--offline`,
-//! the same features as this test), then run with a deadline.
+//! The example is built once per test binary by the cargo that runs the tests (`--offline`,
+//! with this test's features), then run with a deadline. With the `redis` feature, a global
+//! halt issued by another process on a real Redis (infra-testkit) stops it.
 
 use std::{
     io::Read,
@@ -23,25 +24,26 @@ fn bot() -> &'static Path {
     static BOT: OnceLock<PathBuf> = OnceLock::new();
     BOT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("the workspace root");
-        let mut features = Vec::new();
-        if cfg!(feature = "redis") {
-            features.push("redis");
-        }
-        if cfg!(feature = "tower") {
-            features.push("tower");
-        }
         let mut build = Command::new(env!("CARGO"));
         build.current_dir(root).args([
             "build",
             "--offline",
-            "-p",
-            "infra-facade",
             "--example",
             "trading_bot",
             "--message-format=json-render-diagnostics",
         ]);
-        if !features.is_empty() {
-            build.args(["--features", &features.join(",")]);
+        if cfg!(all(feature = "redis", feature = "tower")) {
+            // As `cargo test --workspace --all-features` (CI) resolves features: the example it
+            // built with the tests is reused instead of rebuilding tokio and the crates.
+            build.args(["--workspace", "--all-features"]);
+        } else {
+            build.args(["-p", "infra-facade"]);
+            if cfg!(feature = "redis") {
+                build.args(["--features", "redis"]);
+            }
+            if cfg!(feature = "tower") {
+                build.args(["--features", "tower"]);
+            }
         }
         let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
         assert!(output.status.success(), "building the example failed: {}", output.status);
