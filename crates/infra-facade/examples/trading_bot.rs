@@ -1,6 +1,6 @@
 //! A simulated trading bot on the whole stack, assembled by the facade.
 //!
-//! - a random-walk price feed publishes one tick per 50 ms on the bus (`trading_bot.prices`);
+//! - a random-walk price feed publishes one tick per 50 ms on the bus (`trading_bot.prices.<bot>`);
 //! - a mean-reversion strategy reads the ticks; each tick is one *execution*, with its own
 //!   correlation ID on every log line, state call and event of it;
 //! - orders go to a flaky simulated exchange (rate limits, maintenance windows, dropped
@@ -50,6 +50,7 @@ Environment: INFRA_ENV (development, staging, production; default development) a
 INFRA_* variables or infra.toml of infra-config.";
 
 const TICK: Duration = Duration::from_millis(50);
+/// The bus channels, followed by `.<bot ID>` (bots sharing a Redis do not mix their feeds).
 const PRICES: &str = "trading_bot.prices";
 const FILLS: &str = "trading_bot.fills";
 const STRATEGY: &str = "mean-revert";
@@ -296,19 +297,29 @@ impl<'a> Bot<'a> {
         let infra = self.infra;
         let bot_id = infra.emergency().bot_id().to_owned();
         let ticks = self.args.seconds * 1000 / TICK.as_millis() as u64;
+        let status = infra.emergency().status();
         tracing::info!(
             bot_id,
             seed = self.args.seed,
             ticks,
             daily_loss_limit = infra.config().emergency.daily_loss_limit,
             state = infra.state().backend(),
+            emergency = %status.state,
             "trading bot starting (halt it with `infractl emergency halt --global --reason ...`)"
         );
-        let mut prices =
-            infra.events().stream(Topic::from(PRICES), SubscribeOptions::default()).await.map_err(BotError::Events)?;
-        let feed = tokio::spawn(sim::price_feed(Arc::clone(infra.events()), PRICES, self.args.seed, ticks, TICK));
-        let run_id = CorrelationId::new().as_str()[..8].to_owned();
-        let mut last_state = infra.emergency().state();
+        if !status.state.can_trade() {
+            // A halt persisted in the store (Redis) outlives the process: a person resumes it.
+            tracing::warn!(scope = %status.scope, reason = status.reason, "starting halted: no order will be sent");
+        }
+        let channel = format!("{PRICES}.{bot_id}");
+        let mut prices = infra
+            .events()
+            .stream(Topic::from(channel.as_str()), SubscribeOptions::default())
+            .await
+            .map_err(BotError::Events)?;
+        let feed = tokio::spawn(sim::price_feed(Arc::clone(infra.events()), channel, self.args.seed, ticks, TICK));
+        let run_id: String = CorrelationId::new().as_str().chars().take(8).collect();
+        let mut last_state = status.state;
         loop {
             let event = match tokio::time::timeout(TICK * 20, prices.next()).await {
                 Ok(Some(event)) => event,
@@ -417,7 +428,8 @@ impl<'a> Bot<'a> {
             tracing::warn!(%error, "cannot count the trade");
         }
         let event = serde_json::json!({"client_id": client_id, "fill": fill, "reconciled": reconciled});
-        if let Err(error) = self.infra.events().publish_json(FILLS, &event).await {
+        let channel = format!("{FILLS}.{}", self.infra.emergency().bot_id());
+        if let Err(error) = self.infra.events().publish_json(&channel, &event).await {
             tracing::warn!(%error, "cannot publish the fill");
         }
         tracing::info!(client_id, qty = fill.qty, price = fill.price, position = self.position, reconciled, "filled");

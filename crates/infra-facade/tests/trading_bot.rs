@@ -222,8 +222,11 @@ async fn a_global_halt_from_another_process_stops_the_bot_on_redis() {
     config.events.redis_url = Some(RedisUrl::parse(&url).unwrap());
     config.emergency.bot_id = "operator".to_owned();
     let operator = Infrastructure::builder(config).skip_logging().build().await.unwrap();
-    let mut prices =
-        operator.events().stream(Topic::from("trading_bot.prices"), SubscribeOptions::default()).await.unwrap();
+    let mut prices = operator
+        .events()
+        .stream(Topic::from("trading_bot.prices.tb-redis"), SubscribeOptions::default())
+        .await
+        .unwrap();
 
     let env = [
         ("INFRA_ENV", "staging"),

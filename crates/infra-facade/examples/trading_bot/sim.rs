@@ -66,7 +66,7 @@ fn step(seed: u64, seq: u64, price: f64) -> f64 {
 }
 
 /// Publishes `ticks` prices of the seeded walk on `channel`, one per `every`.
-pub(crate) async fn price_feed(bus: Arc<ResilientBus>, channel: &'static str, seed: u64, ticks: u64, every: Duration) {
+pub(crate) async fn price_feed(bus: Arc<ResilientBus>, channel: String, seed: u64, ticks: u64, every: Duration) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut price = START_PRICE;
@@ -76,7 +76,7 @@ pub(crate) async fn price_feed(bus: Arc<ResilientBus>, channel: &'static str, se
             price = step(seed, seq, price);
         }
         let tick = PriceTick { seq, price, last: seq + 1 == ticks };
-        if let Err(error) = bus.publish_json(channel, &tick).await {
+        if let Err(error) = bus.publish_json(&channel, &tick).await {
             tracing::warn!(%error, seq, "cannot publish a price");
         }
     }
