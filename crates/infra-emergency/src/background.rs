@@ -50,6 +50,11 @@ pub(crate) fn spawn(inner: &Arc<Inner>) -> JoinHandle<()> {
                 if lost {
                     tracing::info!(target: "infra_emergency", "the bus reported a gap: reading the emergency state again");
                 }
+                if woken {
+                    // A stricter message is already applied; let the tasks it woke (an order
+                    // path waiting on the watch) run before this confirming read.
+                    tokio::task::yield_now().await;
+                }
                 // Failures are logged by `refresh`; the next round tries again.
                 let _ = inner.refresh().await;
             }
