@@ -85,7 +85,7 @@ impl Config {
     /// | namespace | `dev` | `staging` | `prod` |
     /// | events mode | `ephemeral` (durable: 1,000,000 entries per stream, claim after 30 s, 5 deliveries) | same | same |
     /// | logging | `debug`, console | `info`, JSON | `info`, JSON |
-    /// | emergency | no auto-halt, fail-open | auto-halt, fail-open | auto-halt, fail-closed |
+    /// | emergency | no auto-halt, fail-open | auto-halt, fail-closed | auto-halt, fail-closed |
     ///
     /// The production preset names no Redis URL, so it only validates once one is given.
     pub fn for_env(environment: Environment) -> Self {
@@ -111,7 +111,9 @@ impl Config {
                 bot_id: "default".to_owned(),
                 daily_loss_limit: -1000.0,
                 auto_halt_on_limit: !development,
-                fail_closed: environment == Environment::Production,
+                // A bot that cannot read its emergency state must not trade on a stale NORMAL
+                // anywhere but on a developer's machine (issue #13).
+                fail_closed: !development,
                 alert_fraction: 0.8,
             },
             resilience: ResilienceConfig {
@@ -170,6 +172,7 @@ mod tests {
         assert_eq!(staging.events.backend, Backend::Redis);
         assert_eq!(staging.state.redis_url.as_ref().map(RedisUrl::expose), Some("redis://127.0.0.1:6379"));
         assert_eq!(staging.logging.format, LogFormat::Json);
+        assert!(staging.emergency.fail_closed, "staging fails closed like production");
 
         let prod = Config::for_env(Environment::Production);
         assert_eq!(prod.environment, Environment::Production);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub enum Environment {
     /// Memory backends and console logs: nothing to install.
     Development,
-    /// A local Redis and JSON logs.
+    /// A local Redis, JSON logs, a fail-closed emergency controller that halts on its limits.
     Staging,
     /// Redis, JSON logs, a fail-closed emergency controller that halts on its limits.
     Production,
