@@ -150,20 +150,30 @@ impl std::fmt::Display for BotError {
 /// The last line on stdout.
 #[derive(Debug, Default, Serialize)]
 struct Summary {
+    /// Price ticks handled, one execution (and correlation ID) each.
     executions: u64,
+    /// Fills booked, reconciled ones included.
     trades: u64,
+    /// Signals not sent, or attempts stopped, because the emergency controller refused trading.
     rejected_by_emergency: u64,
+    /// Orders refused by the exchange's open circuit breaker (not sent).
     breaker_rejections: u64,
+    /// Order attempts repeated (only after errors that say the order was not applied).
     retries: u64,
+    /// The emergency state at the end: NORMAL, ALERT, HALT or SHUTDOWN.
     final_state: String,
     orders_sent: u64,
     orders_rejected: u64,
+    /// Orders that failed and were certainly not applied.
     orders_failed: u64,
+    /// Orders that timed out or lost their connection: never retried, reconciled instead.
     unknown_outcomes: u64,
     reconciled_fills: u64,
     position: f64,
+    /// Cash plus the position at the last price, fees and spread included.
     pnl: f64,
     daily_loss_limit: f64,
+    /// The execution during which trading stopped, if it did.
     halted_at_execution: Option<u64>,
     seed: u64,
     seconds: u64,
@@ -345,7 +355,7 @@ impl<'a> Bot<'a> {
             }
         }
         feed.abort();
-        self.finish(&bot_id)
+        Ok(self.finish(&bot_id))
     }
 
     /// One execution: mark to market, reconcile, check the loss limit, maybe trade.
@@ -446,7 +456,7 @@ impl<'a> Bot<'a> {
         }
     }
 
-    fn finish(mut self, bot_id: &str) -> Result<Summary, BotError> {
+    fn finish(mut self, bot_id: &str) -> Summary {
         let config = self.infra.config();
         let breaker = self.infra.breaker(EXCHANGE).metrics();
         tracing::info!(state = %breaker.state, failures = breaker.failures, rejections = breaker.rejections, "exchange breaker");
@@ -461,7 +471,7 @@ impl<'a> Bot<'a> {
         summary.environment = config.environment.to_string();
         summary.bot_id = bot_id.to_owned();
         summary.state_backend = self.infra.state().backend();
-        Ok(self.summary)
+        self.summary
     }
 }
 

@@ -190,13 +190,16 @@ fn a_breached_daily_loss_limit_halts_the_bot_and_refuses_later_orders() {
 }
 
 #[test]
-fn bad_arguments_exit_2_with_the_usage() {
+fn bad_arguments_and_an_unknown_environment_exit_2() {
     for args in [&["--seconds", "0"][..], &["--bogus"], &["--seed"], &["--loss-limit", "-5"], &["--seconds", "ten"]] {
         let run = run(args);
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
         assert!(run.stderr.contains("usage: trading_bot"), "{args:?}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
     }
+    let unknown = spawn(&[], &[("INFRA_ENV", "prodution")]).wait();
+    assert_eq!(unknown.code, Some(2), "{unknown:?}");
+    assert!(unknown.stderr.contains("development, staging, production"), "{}", unknown.stderr);
     let help = run(&["--help"]);
     assert_eq!(help.code, Some(0));
     assert!(help.stdout.starts_with("usage: trading_bot"), "{}", help.stdout);
