@@ -201,7 +201,11 @@ impl Publish<'_> {
 
 /// Waits for room in the queues of blocking subscriptions that were full.
 async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelope)>) -> Published {
-    for (subscriber, event) in waiting {
+    let channel = waiting.first().map(|(_, event)| event.channel.clone()).unwrap_or_default();
+    let (subscribers, events): (Vec<_>, Vec<_>) = waiting.into_iter().unzip();
+    let mut unserved = Unserved { subscribers, served: 0, channel };
+    for event in events {
+        let subscriber = Arc::clone(&unserved.subscribers[unserved.served]);
         match subscriber.queue.send(event).await {
             Ok(()) => {
                 subscriber.stats.add_received();
@@ -209,8 +213,34 @@ async fn finish(mut published: Published, waiting: Vec<(Arc<Subscriber>, Envelop
             }
             Err(mpsc::error::SendError(event)) => stopped(&subscriber, &event),
         }
+        unserved.served += 1;
     }
     published
+}
+
+/// The blocking subscribers a publish still waits on. A publisher that stops waiting (its
+/// future dropped, e.g. by a timeout) leaves them without the event the others received: each
+/// counts it as dropped, never a silent loss.
+struct Unserved {
+    subscribers: Vec<Arc<Subscriber>>,
+    served: usize,
+    channel: String,
+}
+
+impl Drop for Unserved {
+    fn drop(&mut self) {
+        for subscriber in self.subscribers.get(self.served..).unwrap_or_default() {
+            let dropped = subscriber.stats.add_dropped();
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    target: "infra_events",
+                    channel = self.channel,
+                    dropped,
+                    "publisher stopped waiting for room: events dropped for this subscription"
+                );
+            }
+        }
+    }
 }
 
 /// Queues `event` for `subscriber` without waiting; says whether it was queued. A full queue

@@ -301,6 +301,27 @@ async fn a_burst_of_50_000_to_a_subscriber_that_keeps_up_loses_nothing() {
     assert_eq!(numbers(&seen), (0..50_000).collect::<Vec<_>>());
 }
 
+/// A publisher waiting for room in a blocking subscriber's queue may stop waiting (a timeout
+/// around `publish`): the other subscribers have the event, the blocking one never will, and
+/// that loss is counted like any other.
+#[tokio::test]
+async fn an_event_abandoned_by_a_publisher_that_stopped_waiting_is_counted_as_dropped() {
+    let bus = MemoryBus::new("bot");
+    let mut fast = bus.stream(channel("b"), SubscribeOptions::default()).await.unwrap();
+    let options = SubscribeOptions { capacity: 1, overflow: Overflow::Block, ..SubscribeOptions::default() };
+    let mut blocking = bus.stream(channel("b"), options).await.unwrap();
+    bus.publish("b", json!(1)).await.unwrap();
+    let second = bus.publish("b", json!(2));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(20), second).await;
+    assert!(waited.is_err(), "the publisher waited for room, then gave up");
+
+    assert_eq!(fast.next().await.unwrap().decode::<i64>().unwrap(), 1);
+    assert_eq!(fast.next().await.unwrap().decode::<i64>().unwrap(), 2, "the other subscriber has it");
+    assert_eq!(blocking.next().await.unwrap().decode::<i64>().unwrap(), 1);
+    let stats = blocking.stats();
+    assert_eq!((stats.received(), stats.dropped()), (1, 1), "the blocking subscriber lost event 2");
+}
+
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_or_blocks_as_configured() {
     let bus = MemoryBus::new("bot");
