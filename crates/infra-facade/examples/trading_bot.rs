@@ -175,6 +175,8 @@ struct Summary {
     daily_loss_limit: f64,
     /// The execution during which trading stopped, if it did.
     halted_at_execution: Option<u64>,
+    /// Whether Ctrl-C ended the run before `--seconds`.
+    interrupted: bool,
     seed: u64,
     seconds: u64,
     environment: String,
@@ -330,8 +332,19 @@ impl<'a> Bot<'a> {
         let feed = tokio::spawn(sim::price_feed(Arc::clone(infra.events()), channel, self.args.seed, ticks, TICK));
         let run_id: String = CorrelationId::new().as_str().chars().take(8).collect();
         let mut last_state = status.state;
+        // Ctrl-C ends the run early, with its summary and an orderly close.
+        let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
         loop {
-            let event = match tokio::time::timeout(TICK * 20, prices.next()).await {
+            let next = tokio::select! {
+                biased;
+                _ = &mut interrupted => {
+                    tracing::warn!("interrupted: stopping");
+                    self.summary.interrupted = true;
+                    break;
+                }
+                next = tokio::time::timeout(TICK * 20, prices.next()) => next,
+            };
+            let event = match next {
                 Ok(Some(event)) => event,
                 Ok(None) => break,
                 // A quiet feed: it ended (an event lost on a Redis reconnect), or it is late.
