@@ -240,7 +240,8 @@ impl MemoryStore {
         let text = slot.value.as_str();
         let (result, stored) = match by {
             Number::Int(by) => {
-                let current: i64 = text.parse().map_err(|_| StateError::NotAnInteger { key: key.to_owned(), by })?;
+                let current =
+                    redis_integer(text).ok_or_else(|| StateError::NotAnInteger { key: key.to_owned(), by })?;
                 let sum = current
                     .checked_add(by)
                     .ok_or_else(|| StateError::Overflow { key: key.to_owned(), by: by.to_string() })?;
@@ -309,6 +310,18 @@ impl MemoryStore {
             }
         }
     }
+}
+
+/// `text` as Redis's `INCRBY` reads an integer: only the canonical form (no `+`, no leading
+/// zero, no `-0`), which `str::parse` alone would widen.
+fn redis_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = match digits.as_bytes() {
+        [b'0'] => digits.len() == text.len(),
+        [b'1'..=b'9', ..] => true,
+        _ => false,
+    };
+    if canonical { text.parse().ok() } else { None }
 }
 
 fn ready<'a, T>(result: Result<T>) -> StateFuture<'a, T> {

@@ -202,6 +202,12 @@ pub async fn increments(f: &Fixture) {
     assert_eq!(err.to_string(), "cannot increment `word` by 1: its value is not a number");
     assert_eq!(text(s.get("word").await.unwrap()).as_deref(), Some(r#""five""#), "a failed increment writes nothing");
 
+    // Valid JSON that is not an integer as Redis reads one (`-0`): refused on every backend.
+    s.set("negative-zero", StateValue::parse("-0").unwrap(), None).await.unwrap();
+    let err = s.incr("negative-zero", 1).await.unwrap_err();
+    assert!(matches!(err, StateError::NotAnInteger { .. }), "{err}");
+    assert_eq!(text(s.get("negative-zero").await.unwrap()).as_deref(), Some("-0"));
+
     s.set("max", json(&i64::MAX.to_string()), None).await.unwrap();
     let err = s.incr("max", 1).await.unwrap_err();
     assert!(matches!(err, StateError::Overflow { .. }), "{err}");
