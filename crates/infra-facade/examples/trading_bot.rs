@@ -24,8 +24,9 @@
 //!
 //! Logs go to stderr; the last line on stdout is a JSON summary. The price path, the
 //! strategy's signals and the exchange's faults depend only on `--seed` and the tick number;
-//! how long the breaker stays open is wall-clock time. Exit codes: 0 done, 1 runtime failure,
-//! 2 bad arguments or configuration.
+//! how long the breaker stays open is wall-clock time. Ctrl-C ends the run early, with its
+//! summary. Exit codes: 0 done, 1 runtime failure (Redis unreachable...), 2 bad arguments or
+//! configuration (an environment on Redis in a build without the `redis` feature included).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "the summary and the usage are the example's output")]
 
@@ -35,7 +36,11 @@ mod sim;
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use infra_facade::{config::ConfigError, prelude::*, resilience::BreakerSettings};
+use infra_facade::{
+    config::{Backend, ConfigError},
+    prelude::*,
+    resilience::BreakerSettings,
+};
 use serde::Serialize;
 use sim::{Exchange, ExchangeError, Fill, Order, PriceTick, Strategy};
 
@@ -126,6 +131,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
 #[derive(Debug)]
 enum BotError {
     Config(ConfigError),
+    /// The environment uses Redis, but the example was built without the `redis` feature.
+    NeedsRedis(String),
     Setup(FacadeError),
     Events(EventsError),
 }
@@ -133,6 +140,13 @@ enum BotError {
 impl std::fmt::Display for BotError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (what, error): (&str, &dyn std::error::Error) = match self {
+            Self::NeedsRedis(environment) => {
+                return write!(
+                    f,
+                    "`{environment}` uses Redis, which this build does not include; run \
+                     `cargo run -p infra-facade --features redis --example trading_bot`"
+                );
+            }
             Self::Config(e) => ("cannot load the configuration", e),
             Self::Setup(e) => ("cannot assemble the infrastructure", e),
             Self::Events(e) => ("cannot subscribe to the price feed", e),
@@ -208,7 +222,7 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Err(error @ BotError::Config(_)) => {
+        Err(error @ (BotError::Config(_) | BotError::NeedsRedis(_))) => {
             eprintln!("trading_bot: {error}");
             ExitCode::from(2)
         }
@@ -222,6 +236,10 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<Summary, BotError> {
     let environment = std::env::var("INFRA_ENV").unwrap_or_else(|_| "development".to_owned());
     let mut config = Config::load_env(&environment).map_err(BotError::Config)?;
+    let redis = [config.state.backend, config.events.backend].contains(&Backend::Redis);
+    if redis && !cfg!(feature = "redis") {
+        return Err(BotError::NeedsRedis(config.environment.to_string()));
+    }
     if let Some(limit) = args.loss_limit {
         config.emergency.daily_loss_limit = -limit;
     }

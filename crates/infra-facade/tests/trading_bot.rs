@@ -200,6 +200,11 @@ fn bad_arguments_and_an_unknown_environment_exit_2() {
     let unknown = spawn(&[], &[("INFRA_ENV", "prodution")]).wait();
     assert_eq!(unknown.code, Some(2), "{unknown:?}");
     assert!(unknown.stderr.contains("development, staging, production"), "{}", unknown.stderr);
+    if !cfg!(feature = "redis") {
+        let staging = spawn(&[], &[("INFRA_ENV", "staging")]).wait();
+        assert_eq!(staging.code, Some(2), "{staging:?}");
+        assert!(staging.stderr.contains("--features redis --example trading_bot"), "{}", staging.stderr);
+    }
     let help = run(&["--help"]);
     assert_eq!(help.code, Some(0));
     assert!(help.stdout.starts_with("usage: trading_bot"), "{}", help.stdout);
