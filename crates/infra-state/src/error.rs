@@ -109,7 +109,9 @@ pub enum StateError {
     /// (nothing sent) as well as a connection lost, or a command cut short, with the command in
     /// flight, and does not say which. A first connection that did not complete within the
     /// connect timeout is reported this way, its source saying so. (A client that cannot be
-    /// built from the URL is reported this way too; that error repeats.)
+    /// built from the URL is reported this way too; that error repeats.) A call on a store
+    /// whose `close()` was called is reported this way too, its source saying so, and is
+    /// neither transient nor applied: nothing was sent, and the store never answers again.
     #[error("cannot reach {backend} at {url}")]
     Connection {
         /// `redis`.
@@ -170,13 +172,15 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// Whether another attempt may succeed: only for [`StateError::Timeout`] and
-    /// [`StateError::Connection`] (the backend was slow or unreachable). The other errors repeat:
+    /// Whether another attempt may succeed: for [`StateError::Timeout`] and
+    /// [`StateError::Connection`] (the backend was slow or unreachable; not once the store was
+    /// closed), and [`StateError::TooManyConflicts`]. The other errors repeat:
     /// a bad argument, a value of the wrong kind, a refusal by the backend, a configuration
     /// error.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Connection { .. } | Self::TooManyConflicts { .. } => true,
+            Self::Connection { .. } => !self.is_closed(),
+            Self::Timeout { .. } | Self::TooManyConflicts { .. } => true,
             Self::UpdateRefused { .. }
             | Self::InvalidKey { .. }
             | Self::InvalidTtl { .. }
@@ -194,12 +198,13 @@ impl StateError {
     }
 
     /// Whether the operation may have taken effect although it failed: true for
-    /// [`StateError::Timeout`], [`StateError::Connection`] and [`StateError::Backend`], whose
-    /// command may have been carried out (the answer when unsure), false for errors raised
-    /// before anything was written.
+    /// [`StateError::Timeout`], [`StateError::Connection`] (but not a call on a closed store) and
+    /// [`StateError::Backend`], whose command may have been carried out (the answer when
+    /// unsure), false for errors raised before anything was written.
     pub fn may_have_been_applied(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Connection { .. } | Self::Backend { .. } => true,
+            Self::Connection { .. } => !self.is_closed(),
+            Self::Timeout { .. } | Self::Backend { .. } => true,
             Self::UpdateRefused { .. }
             | Self::TooManyConflicts { .. }
             | Self::InvalidKey { .. }
@@ -214,6 +219,15 @@ impl StateError {
             | Self::BackendNotCompiled { .. }
             | Self::MissingUrl => false,
         }
+    }
+
+    /// A call on a store whose `close()` was called: refused before anything was sent.
+    fn is_closed(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Self::Connection { source, .. } = self {
+            return matches!(source.downcast_ref(), Some(infra_redis::RedisError::Closed { .. }));
+        }
+        false
     }
 }
 

@@ -120,6 +120,9 @@ async fn close_finishes_then_refuses_and_releases_the_connection() {
     assert!(matches!(error, StateError::Connection { .. }), "{error:?}");
     let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
     assert!(source.ends_with("was closed"), "{source}");
+    // A closed store never answers again, and refused before sending anything: a retry policy
+    // must not try it again.
+    assert!(!error.is_transient() && !error.may_have_been_applied(), "{error}");
     store.close().await.unwrap();
 }
 
