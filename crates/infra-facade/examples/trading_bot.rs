@@ -176,6 +176,7 @@ struct Summary {
     retries: u64,
     /// The emergency state at the end: NORMAL, ALERT, HALT or SHUTDOWN.
     final_state: String,
+    /// Orders handed to the exchange's policy (those its open breaker refused included).
     orders_sent: u64,
     orders_rejected: u64,
     /// Orders that failed and were certainly not applied.
@@ -187,7 +188,7 @@ struct Summary {
     /// Cash plus the position at the last price, fees and spread included.
     pnl: f64,
     daily_loss_limit: f64,
-    /// The execution during which trading stopped, if it did.
+    /// The execution after which trading first stopped, if it did (0: it started halted).
     halted_at_execution: Option<u64>,
     /// Whether Ctrl-C ended the run before `--seconds`.
     interrupted: bool,
@@ -340,6 +341,7 @@ impl<'a> Bot<'a> {
         if !status.state.can_trade() {
             // A halt persisted in the store (Redis) outlives the process: a person resumes it.
             tracing::warn!(scope = %status.scope, reason = status.reason, "starting halted: no order will be sent");
+            self.summary.halted_at_execution = Some(0);
         }
         let channel = format!("{PRICES}.{bot_id}");
         let mut prices = infra
