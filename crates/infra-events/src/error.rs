@@ -133,11 +133,13 @@ pub enum EventsError {
 
 impl EventsError {
     /// Whether another attempt may succeed: only for [`EventsError::Timeout`] and
-    /// [`EventsError::Connection`] (Redis was slow or unreachable). The other errors repeat: an
+    /// [`EventsError::Connection`] (Redis was slow or unreachable; not once the bus was closed,
+    /// which refuses every later call). The other errors repeat: an
     /// option or position that is not valid, a configuration error, a refusal by Redis.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Timeout { .. } | Self::Connection { .. } => true,
+            Self::Connection { .. } => !self.is_closed(),
+            Self::Timeout { .. } => true,
             Self::InvalidOption(_)
             | Self::BackendNotCompiled { .. }
             | Self::Unsupported { .. }
@@ -153,7 +155,8 @@ impl EventsError {
     }
 
     /// Whether the operation may have taken effect although it failed (an event published, an
-    /// entry added): true for [`EventsError::Connection`], [`EventsError::Backend`] and a
+    /// entry added): true for [`EventsError::Connection`] (but not a call on a closed bus),
+    /// [`EventsError::Backend`] and a
     /// [`EventsError::Timeout`] of anything but `connect` and `ping` (the answer when unsure),
     /// false for errors raised before anything was sent.
     pub fn may_have_been_applied(&self) -> bool {
@@ -161,7 +164,8 @@ impl EventsError {
             // The operation names are this crate's own; connecting happens before any command,
             // and a `PING` changes nothing.
             Self::Timeout { operation, .. } => !matches!(*operation, "connect" | "ping"),
-            Self::Connection { .. } | Self::Backend { .. } => true,
+            Self::Connection { .. } => !self.is_closed(),
+            Self::Backend { .. } => true,
             Self::InvalidOption(_)
             | Self::BackendNotCompiled { .. }
             | Self::Unsupported { .. }
@@ -173,6 +177,15 @@ impl EventsError {
             | Self::Decode { .. }
             | Self::InvalidPattern { .. } => false,
         }
+    }
+
+    /// A call on a bus whose `close()` was called: refused before anything was sent.
+    fn is_closed(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Self::Connection { source, .. } = self {
+            return matches!(source.downcast_ref(), Some(infra_redis::RedisError::Closed { .. }));
+        }
+        false
     }
 }
 

@@ -47,6 +47,9 @@ fn assert_closed(error: &EventsError) {
     assert!(matches!(error, EventsError::Connection { .. }), "{error:?}");
     let source = error.source().map(ToString::to_string).unwrap_or_default();
     assert!(source.contains("was closed"), "{source}");
+    // Refused before anything was sent, and never answered again: a retry policy must not
+    // try it again.
+    assert!(!error.is_transient() && !error.may_have_been_applied(), "{error}");
 }
 
 /// A handler recording each event's number.
