@@ -127,6 +127,9 @@ impl<C: RedisClient> Connection<C> {
         let deadline = tokio::time::Instant::now() + self.connect_timeout;
         loop {
             if self.client.is_connected() {
+                // Under the lock `close()` takes, so a close can never land between the check
+                // and the store and leave a closed connection marked ready.
+                let _control = self.control.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.is_closed() {
                     return Err(RedisError::Closed { url: self.url.clone() });
                 }
