@@ -14,9 +14,10 @@ use std::{
 };
 
 use futures::{FutureExt, Stream, future::BoxFuture};
+use infra_log::CorrelationId;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use crate::{Envelope, EventsError, Handler, Pattern, PublishFuture, Published, Result};
+use crate::{BoxError, Envelope, EventId, EventsError, Handler, Pattern, PublishFuture, Published, Result};
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +166,7 @@ impl fmt::Display for Position {
 /// Counters of one subscription, readable while it runs.
 #[derive(Debug, Default)]
 pub struct SubscriptionStats {
-    received: AtomicU64,
+    received: OwnLine,
     handled: AtomicU64,
     errors: AtomicU64,
     panics: AtomicU64,
@@ -176,6 +177,27 @@ pub struct SubscriptionStats {
     trimmed: AtomicU64,
     task_failures: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+/// A counter alone on its cache line: publishers write `received` for every event while the
+/// subscription's task writes `handled`, and sharing a line would move it between their cores
+/// twice per event.
+#[derive(Default)]
+#[repr(align(64))]
+struct OwnLine(AtomicU64);
+
+impl std::ops::Deref for OwnLine {
+    type Target = AtomicU64;
+
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OwnLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
 }
 
 macro_rules! counter {
@@ -351,7 +373,12 @@ fn run_handler(
         let mut worker = Worker { queue, stats, topic, in_flight: false, finished: false };
         while let Some(event) = worker.queue.recv().await {
             worker.in_flight = true;
-            handle_event(handler.as_ref(), event, &worker.stats, &worker.topic).await;
+            // `handle_event` spelled out: its future would hold the event, and moving it copies it.
+            let (handler, stats, topic, id) = (handler.as_ref(), &worker.stats, worker.topic.as_str(), event.id);
+            match event.correlation_id.clone() {
+                None => finish(call(handler, event), stats, topic, id).await,
+                Some(correlation) => in_scope(correlation, handler, event, stats, topic).await,
+            };
             worker.in_flight = false;
         }
         worker.finished = true;
@@ -410,39 +437,78 @@ pub(crate) async fn handle_event(
     topic: &str,
 ) -> bool {
     let id = event.id;
-    let correlation = event.correlation_id.clone();
-    let isolated = async move {
-        // Everything the handler's code runs is inside: the call itself (a closure handler's
-        // synchronous part runs before any future exists), its future, dropping that future, and
-        // formatting and dropping its error.
-        let call = AssertUnwindSafe(async move {
-            match handler.handle(event).await {
-                Ok(()) => {
-                    stats.add_handled();
-                    true
+    match event.correlation_id.clone() {
+        // No scope to enter: called at once, the event moves into no future (each copies it).
+        None => finish(call(handler, event), stats, topic, id).await,
+        Some(correlation) => in_scope(correlation, handler, event, stats, topic).await,
+    }
+}
+
+/// [`handle_event`] under `correlation`, which the handler's synchronous part runs under too.
+async fn in_scope(
+    correlation: CorrelationId,
+    handler: &dyn Handler,
+    event: Envelope,
+    stats: &SubscriptionStats,
+    topic: &str,
+) -> bool {
+    let id = event.id;
+    infra_log::with_correlation_id(correlation, async move { finish(call(handler, event), stats, topic, id).await })
+        .await
+}
+
+/// What calling a handler returned: its future, or the panic of its synchronous part.
+type Called = std::thread::Result<BoxFuture<'static, std::result::Result<(), BoxError>>>;
+
+/// Calls `handler`, isolating a panic before any future exists (a closure handler's synchronous
+/// part).
+fn call(handler: &dyn Handler, event: Envelope) -> Called {
+    std::panic::catch_unwind(AssertUnwindSafe(|| handler.handle(event)))
+}
+
+/// Runs what `call` returned and reports the outcome, isolating the rest of the handler's code:
+/// its future, dropping that future, and formatting and dropping its error.
+async fn finish(called: Called, stats: &SubscriptionStats, topic: &str, id: EventId) -> bool {
+    let outcome = match called {
+        Ok(mut future) => {
+            let outcome = AssertUnwindSafe(future.as_mut()).catch_unwind().await;
+            // A future that panicked still holds what it was using: dropping that runs its code.
+            match (outcome, std::panic::catch_unwind(AssertUnwindSafe(move || drop(future)))) {
+                (outcome, Ok(())) => outcome,
+                (Ok(_), Err(payload)) => Err(payload),
+                (Err(payload), Err(nested)) => {
+                    discard(nested);
+                    Err(payload)
                 }
-                Err(error) => {
-                    let message = error.to_string();
-                    let errors = stats.add_error_message(message.clone());
-                    tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %message, "event handler failed");
-                    false
-                }
-            }
-        });
-        match call.catch_unwind().await {
-            Ok(handled) => handled,
-            Err(payload) => {
-                let panics = stats.add_panic();
-                tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
-                discard(payload);
-                false
             }
         }
+        Err(payload) => Err(payload),
     };
-    match correlation {
-        Some(correlation) => infra_log::with_correlation_id(correlation, isolated).await,
-        None => isolated.await,
-    }
+    let reported = std::panic::catch_unwind(AssertUnwindSafe(|| match outcome {
+        Ok(Ok(())) => {
+            stats.add_handled();
+            true
+        }
+        Ok(Err(error)) => {
+            let message = error.to_string();
+            let errors = stats.add_error_message(message.clone());
+            tracing::warn!(target: "infra_events", topic, event_id = %id, errors, error = %message, "event handler failed");
+            false
+        }
+        Err(payload) => {
+            let panics = stats.add_panic();
+            tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
+            discard(payload);
+            false
+        }
+    }));
+    // The error's `Display` or `Drop` panicked.
+    reported.unwrap_or_else(|payload| {
+        let panics = stats.add_panic();
+        tracing::error!(target: "infra_events", topic, event_id = %id, panics, "event handler panicked");
+        discard(payload);
+        false
+    })
 }
 
 /// Drops a panic payload; one whose own drop panics (handler code too) is leaked instead.

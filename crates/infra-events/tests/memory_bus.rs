@@ -165,20 +165,77 @@ async fn a_handler_panicking_before_it_returns_its_future_keeps_its_subscription
     let handler = move |event: Envelope| {
         let n = event.decode::<i64>().unwrap();
         assert_ne!(n, 1, "handler bug in its synchronous part");
+        // Read in the synchronous part, which runs under the publisher's correlation ID too.
+        let correlation = current_correlation_id();
         let sink = sink.clone();
         async move {
-            sink.lock().unwrap().push(n);
+            sink.lock().unwrap().push((n, correlation));
             Ok::<(), BoxError>(())
         }
     };
     let subscription = bus.subscribe(channel("c"), Arc::new(handler), SubscribeOptions::default()).await.unwrap();
-    for n in 1..=3 {
-        assert_eq!(bus.publish("c", json!(n)).await.unwrap().delivered_to, Some(1));
-    }
+    let id = CorrelationId::parse("exec-9").unwrap();
+    with_correlation_id(id.clone(), bus.publish("c", json!(1))).await.unwrap();
+    bus.publish("c", json!(2)).await.unwrap();
+    with_correlation_id(id.clone(), bus.publish("c", json!(3))).await.unwrap();
     let stats = subscription.unsubscribe().await;
-    assert_eq!(*seen.lock().unwrap(), [2, 3], "the events after the panic are handled");
+    assert_eq!(*seen.lock().unwrap(), [(2, None), (3, Some(id))], "the events after the panic are handled");
     assert_eq!((stats.received(), stats.handled(), stats.panics(), stats.dropped()), (3, 2, 1, 0));
     assert_eq!(stats.task_failures(), 0, "its task never stopped");
+}
+
+/// A finished future that panics when it is dropped.
+struct DropBomb;
+
+impl std::future::Future for DropBomb {
+    type Output = Result<(), BoxError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for DropBomb {
+    fn drop(&mut self) {
+        panic!("handler bug in a future's drop");
+    }
+}
+
+/// An error that panics when formatted.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("handler bug in an error's display")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+/// Event 1: a future that panics when dropped; 2: an error that panics when formatted; others
+/// are handled.
+struct Leftovers;
+
+impl infra_events::Handler for Leftovers {
+    fn handle(&self, event: Envelope) -> futures::future::BoxFuture<'static, Result<(), BoxError>> {
+        match event.decode::<i64>().unwrap() {
+            1 => Box::pin(DropBomb),
+            2 => Box::pin(async { Err(Box::new(Unprintable) as BoxError) }),
+            _ => Box::pin(async { Ok(()) }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_a_handler_leaves_behind_cannot_end_its_subscription_either() {
+    let bus = MemoryBus::new("bot");
+    let subscription = bus.subscribe(channel("c"), Arc::new(Leftovers), SubscribeOptions::default()).await.unwrap();
+    for n in 1..=3 {
+        bus.publish("c", json!(n)).await.unwrap();
+    }
+    let stats = subscription.unsubscribe().await;
+    assert_eq!((stats.received(), stats.handled(), stats.panics(), stats.task_failures()), (3, 1, 2, 0));
 }
 
 #[test]
