@@ -153,3 +153,29 @@ fn a_bus_dropped_after_its_runtime_is_gone_disconnects() {
     drop(bus);
     wait_for_clients(&server, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_never_hangs_on_a_handler_that_never_returns() {
+    let server = RedisServer::start().unwrap();
+    let options = DurableOptions::default().close_timeout(Duration::from_millis(300));
+    let bus = DurableBus::new(&url(&server), "test", "bot", TIMEOUT, options).unwrap();
+    let (entered, mut handling) = tokio::sync::mpsc::unbounded_channel();
+    let stuck: Arc<dyn infra_events::Handler> = Arc::new(move |_event: Envelope| {
+        let _ = entered.send(());
+        std::future::pending::<Result<(), BoxError>>()
+    });
+    let options = SubscribeOptions { group: Some("workers".to_owned()), ..SubscribeOptions::default() };
+    let _subscription = bus.subscribe(channel("orders"), stuck, options).await.unwrap();
+    bus.publish("orders", json!(1)).await.unwrap();
+    handling.recv().await.expect("the handler started");
+
+    let started = Instant::now();
+    let error = tokio::time::timeout(TIMEOUT, bus.close()).await.expect("close never hangs").unwrap_err();
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+    assert!(matches!(error, EventsError::Timeout { operation: "close", .. }), "{error:?}");
+    assert!(error.to_string().contains("1 durable subscriptions still draining"), "{error}");
+    // The event was never acknowledged: it stays pending for the group, not lost.
+    let pending = server.command(&["XPENDING", "test:stream:orders", "workers"]).unwrap();
+    let infra_testkit::Reply::Array(Some(summary)) = pending else { panic!("{pending:?}") };
+    assert_eq!(summary[0], infra_testkit::Reply::Integer(1));
+}

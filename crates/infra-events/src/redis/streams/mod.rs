@@ -42,12 +42,21 @@ pub struct DurableOptions {
     pub claim_after: Duration,
     /// Deliveries of one event before it moves to the dead-letter stream.
     pub max_deliveries: u32,
+    /// How long [`DurableBus::close`] waits for its subscriptions to drain before it gives up
+    /// on the ones still running (a handler that never returns, a stream whose queue is never
+    /// read): their unacknowledged events stay pending in the group and are delivered again.
+    pub close_timeout: Duration,
 }
 
 impl Default for DurableOptions {
-    /// The presets' values: 1,000,000 entries, 30 s, 5 deliveries.
+    /// The presets' values: 1,000,000 entries, 30 s, 5 deliveries; `close` waits 30 s.
     fn default() -> Self {
-        Self { stream_max_len: 1_000_000, claim_after: Duration::from_secs(30), max_deliveries: 5 }
+        Self {
+            stream_max_len: 1_000_000,
+            claim_after: Duration::from_secs(30),
+            max_deliveries: 5,
+            close_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -58,7 +67,15 @@ impl DurableOptions {
             stream_max_len: config.stream_max_len,
             claim_after: config.claim_after,
             max_deliveries: config.max_deliveries,
+            close_timeout: Self::default().close_timeout,
         }
+    }
+
+    /// Sets [`DurableOptions::close_timeout`].
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
     }
 
     /// Sets [`DurableOptions::stream_max_len`].
@@ -190,10 +207,29 @@ impl DurableBus {
     /// the publisher once the publishes already sent are answered. Afterwards publishing and
     /// subscribing fail with [`EventsError::Connection`], whose source says the client was
     /// closed. Closing twice is harmless.
+    ///
+    /// Never hangs: subscriptions still running after [`DurableOptions::close_timeout`] are
+    /// left behind (their unacknowledged events stay pending in their group, delivered again
+    /// later: nothing is lost), an ERROR line says how many, the publisher is closed all the
+    /// same, and the result is [`EventsError::Timeout`].
     pub async fn close(&self) -> Result<()> {
-        self.inner.consumers.close().await;
+        let timeout = self.inner.options.close_timeout;
+        let running = self.inner.consumers.close(timeout).await;
         self.inner.publisher.close().await;
-        Ok(())
+        if running == 0 {
+            return Ok(());
+        }
+        tracing::error!(
+            target: "infra_events",
+            running,
+            ?timeout,
+            "durable subscriptions still draining when close gave up: their unacknowledged events stay pending"
+        );
+        Err(EventsError::Timeout {
+            operation: "close",
+            target: format!("{running} durable subscriptions still draining"),
+            timeout,
+        })
     }
 
     /// [`EventBus::connect`] without boxing: connects the publisher connection now, within the

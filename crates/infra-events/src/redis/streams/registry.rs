@@ -49,8 +49,8 @@ impl Registry {
     }
 
     /// Refuses new consumers, stops the running ones and waits until each has drained, cleaned
-    /// up and ended.
-    pub(super) async fn close(&self) {
+    /// up and ended, at most `timeout`; returns how many were still running then.
+    pub(super) async fn close(&self, timeout: std::time::Duration) -> usize {
         let stops: Vec<_> = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.closed = true;
@@ -59,7 +59,10 @@ impl Registry {
         for stop in stops {
             stop.send_replace(true);
         }
-        let _ = self.running.subscribe().wait_for(|running| *running == 0).await;
+        let mut running = self.running.subscribe();
+        let _ = tokio::time::timeout(timeout, running.wait_for(|running| *running == 0)).await;
+        let still = *running.borrow();
+        still
     }
 }
 
@@ -86,7 +89,7 @@ mod tests {
             let _ = stopped.wait_for(|stop| *stop).await;
             drop(two);
         });
-        registry.close().await;
+        assert_eq!(registry.close(std::time::Duration::from_secs(5)).await, 0);
         assert!(*second.borrow() && !*first.borrow(), "only the running consumer is told to stop");
         consumer.await.unwrap();
         assert_eq!(*registry.running.borrow(), 0);
