@@ -61,8 +61,7 @@ impl Registry {
         }
         let mut running = self.running.subscribe();
         let _ = tokio::time::timeout(timeout, running.wait_for(|running| *running == 0)).await;
-        let still = *running.borrow();
-        still
+        *running.borrow()
     }
 }
 
