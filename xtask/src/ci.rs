@@ -72,6 +72,12 @@ const STEPS: &[Step] = &[
         hint: "a feature-gated item is used outside its feature",
     },
     Step {
+        name: "features-facade-memory-only",
+        args: &["clippy", "-p", "infra-facade", "--no-default-features", "--lib", "--", "-D", "warnings"],
+        envs: &[],
+        hint: "a feature-gated item is used outside its feature (a memory-only user compiles no Redis client)",
+    },
+    Step {
         name: "test",
         args: &["test", "--workspace", "--all-features"],
         envs: &[],
