@@ -1,4 +1,4 @@
-//! The one Redis connection layer of `infra`: fred clients built from a [`RedisUrl`], connected
+//! The one Redis connection layer of `infra`: fred clients built from a [`RedisUrl`](infra_config::RedisUrl), connected
 //! on first use within a bound, closable, with errors that never quote a secret.
 //!
 //! `infra-state` and `infra-events` build their Redis backends on it, so the URL handling,
