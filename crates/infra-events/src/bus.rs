@@ -429,7 +429,9 @@ impl Drop for Worker {
 }
 
 /// Runs `handler` on `event` with the publisher's correlation ID, isolating an error or a
-/// panic (logged and counted); says whether it succeeded.
+/// panic (logged and counted); says whether it succeeded. The durable consumer's way in (the
+/// in-process loop above inlines it).
+#[cfg(feature = "redis")]
 pub(crate) async fn handle_event(
     handler: &dyn Handler,
     event: Envelope,
