@@ -91,6 +91,7 @@ mod pattern;
 mod publish;
 #[cfg(feature = "resilience")]
 mod retry_class;
+mod stats;
 
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
