@@ -27,21 +27,6 @@ fn channel(name: &str) -> Topic {
     Topic::Channel(name.to_owned())
 }
 
-/// Clients connected to `server`, not counting the probe's own connection.
-fn clients(server: &RedisServer) -> usize {
-    let list = server.command(&["CLIENT", "LIST"]).unwrap().as_text().unwrap();
-    list.lines().count() - 1
-}
-
-/// Waits (bounded) until `server` has `expected` clients besides the probe.
-fn wait_for_clients(server: &RedisServer, expected: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while clients(server) != expected {
-        assert!(Instant::now() < deadline, "{} clients still connected, expected {expected}", clients(server));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Asserts `error` is what a closed bus answers.
 fn assert_closed(error: &EventsError) {
     assert!(matches!(error, EventsError::Connection { .. }), "{error:?}");
@@ -74,11 +59,15 @@ async fn closing_the_pub_sub_bus_delivers_what_it_received_and_disconnects() {
     for n in 0..100 {
         bus.publish("ticks", json!(n)).await.unwrap();
     }
-    assert_eq!(clients(&server), 2, "a publisher and a subscriber connection");
+    assert_eq!(server.clients().unwrap(), 2, "a publisher and a subscriber connection");
 
     let dyn_bus: &dyn EventBus = &bus;
     dyn_bus.close().await.unwrap();
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(10)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
     // What Redis had sent before the close is delivered; then the subscriptions end.
     let received: Vec<i64> = ticks.by_ref().map(|event| event.decode::<i64>().unwrap()).collect().await;
     assert_eq!(received, (0..100).collect::<Vec<_>>());
@@ -104,7 +93,7 @@ async fn closing_the_durable_bus_drains_its_subscriptions_and_disconnects() {
     bus.close().await.unwrap();
     // Everything published before the close was handled, then every connection closed.
     assert_eq!(*seen.lock().unwrap(), (0..500).collect::<Vec<_>>());
-    assert_eq!(clients(&server), 0);
+    assert_eq!(server.clients().unwrap(), 0);
     let streamed: Vec<i64> = private.by_ref().map(|event| event.decode::<i64>().unwrap()).collect().await;
     assert_eq!(streamed, (0..500).collect::<Vec<_>>());
     let stats = subscription.unsubscribe().await;
@@ -130,11 +119,15 @@ fn buses_dropped_outside_their_runtime_disconnect() {
         durable.publish("fills", json!(1)).await.unwrap();
         (pubsub, subscription, durable, stream)
     });
-    assert_eq!(clients(&server), 4, "publisher, subscriber, durable publisher, durable reader");
+    assert_eq!(server.clients().unwrap(), 4, "publisher, subscriber, durable publisher, durable reader");
     // This thread is in no runtime: the drops reach the one the buses connected from.
     drop((subscription, stream));
     drop((pubsub, durable));
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(10)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
     drop(runtime);
 }
 
@@ -151,7 +144,11 @@ fn a_bus_dropped_after_its_runtime_is_gone_disconnects() {
     });
     drop(runtime);
     drop(bus);
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(10)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,21 +15,6 @@ fn connection(url: &str) -> Connection {
     Connection::new(infra_redis::client(&url, &options).unwrap(), &url, TIMEOUT)
 }
 
-/// Clients connected to `server`, not counting the probe's own connection.
-fn clients(server: &RedisServer) -> usize {
-    let list = server.command(&["CLIENT", "LIST"]).unwrap().as_text().unwrap();
-    list.lines().count() - 1
-}
-
-/// Waits (bounded) until `server` has `expected` clients besides the probe.
-fn wait_for_clients(server: &RedisServer, expected: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while clients(server) != expected {
-        assert!(Instant::now() < deadline, "{} clients still connected, expected {expected}", clients(server));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[tokio::test]
 async fn connects_once_then_close_quits_and_refuses_to_reconnect() {
     let server = RedisServer::start().unwrap();
@@ -38,11 +23,15 @@ async fn connects_once_then_close_quits_and_refuses_to_reconnect() {
     connection.connect().await.unwrap();
     assert!(connection.is_ready());
     let () = connection.client().set("k", "v", None, None, false).await.unwrap();
-    assert_eq!(clients(&server), 1);
+    assert_eq!(server.clients().unwrap(), 1);
 
     connection.close().await;
     assert!(connection.is_closed() && !connection.is_ready());
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(5)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
     let error = connection.connect().await.unwrap_err();
     assert!(matches!(error, RedisError::Closed { .. }), "{error:?}");
     assert_eq!(error.to_string(), format!("the redis client for `{}` was closed", server.url()));
@@ -80,10 +69,14 @@ fn dropping_outside_the_runtime_still_disconnects() {
         connection.connect().await.unwrap();
         connection
     });
-    assert_eq!(clients(&server), 1);
+    assert_eq!(server.clients().unwrap(), 1);
     // This thread is in no runtime: the drop reaches the one it connected from.
     drop(connection);
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(5)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
     drop(runtime);
 }
 
@@ -98,7 +91,11 @@ fn dropping_after_the_runtime_is_gone_does_not_panic() {
     });
     drop(runtime);
     drop(connection);
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(5)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
 }
 
 #[test]

@@ -22,19 +22,6 @@ fn store(server: &RedisServer, namespace: &str) -> RedisStore {
     RedisStore::with_url(&url, namespace, TIMEOUT, TIMEOUT).unwrap()
 }
 
-/// Clients connected to `server`, not counting the probe's own connection.
-fn clients(server: &RedisServer) -> usize {
-    server.command(&["CLIENT", "LIST"]).unwrap().as_text().unwrap().lines().count() - 1
-}
-
-fn wait_for_clients(server: &RedisServer, expected: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while clients(server) != expected {
-        assert!(Instant::now() < deadline, "{} clients still connected, expected {expected}", clients(server));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_of_another_type_reads_as_absent_on_every_path() {
     let server = start_redis();
@@ -112,10 +99,14 @@ async fn close_finishes_then_refuses_and_releases_the_connection() {
     let server = start_redis();
     let store: Arc<dyn StateStore> = Arc::new(store(&server, "close"));
     store.set("k", StateValue::json(&1).unwrap(), None).await.unwrap();
-    assert_eq!(clients(&server), 1);
+    assert_eq!(server.clients().unwrap(), 1);
 
     store.close().await.unwrap();
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(5)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
     let error = store.get("k").await.unwrap_err();
     assert!(matches!(error, StateError::Connection { .. }), "{error:?}");
     let source = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
@@ -135,9 +126,13 @@ fn a_store_dropped_outside_its_runtime_disconnects() {
         store.set("k", StateValue::json(&1).unwrap(), None).await.unwrap();
         store
     });
-    assert_eq!(clients(&server), 1);
+    assert_eq!(server.clients().unwrap(), 1);
     drop(store);
-    wait_for_clients(&server, 0);
+    assert!(
+        server.wait_for_clients(0, Duration::from_secs(5)).unwrap(),
+        "clients still connected: {}",
+        server.clients().unwrap()
+    );
 }
 
 #[tokio::test]

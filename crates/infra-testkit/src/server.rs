@@ -244,6 +244,27 @@ impl RedisServer {
         self.command(&["CLIENT", "PAUSE", &millis, "ALL"]).map(drop)
     }
 
+    /// Clients connected to the server, not counting the connection this call opens to ask.
+    pub fn clients(&self) -> Result<usize> {
+        let list = self.command(&["CLIENT", "LIST"])?.as_text().unwrap_or_default();
+        Ok(list.lines().count().saturating_sub(1))
+    }
+
+    /// Polls [`RedisServer::clients`] until it is `expected`, for at most `within`; says
+    /// whether it got there (so a test asserts it, naming what it waited for).
+    pub fn wait_for_clients(&self, expected: usize, within: Duration) -> Result<bool> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.clients()? == expected {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn credentials(&self) -> Option<(&str, &str)> {
         match (&self.options.password, self.options.users.first()) {
             (Some(password), _) => Some(("default", password)),

@@ -253,11 +253,6 @@ impl RedisStore {
     }
 }
 
-/// A SCAN pattern matching keys that start with `prefix` literally.
-fn glob_prefix(prefix: &str) -> String {
-    infra_redis::glob_prefix(prefix)
-}
-
 impl StateStore for RedisStore {
     fn backend(&self) -> &'static str {
         "redis"
@@ -364,7 +359,7 @@ impl StateStore for RedisStore {
     }
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
-        let pattern = glob_prefix(&format!("{}{prefix}", self.shared.prefix));
+        let pattern = infra_redis::glob_prefix(&format!("{}{prefix}", self.shared.prefix));
         futures::stream::once(async move { self.client().await })
             .map(move |client| match client {
                 Err(error) => error_stream(error),
