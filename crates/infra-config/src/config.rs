@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Backend, ConfigError, ConfigLoader, Environment, Problems, RedisUrl,
     sections::{
-        BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, ResilienceConfig, RetryConfig,
-        StateConfig, TimeoutConfig,
+        BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, MetricsConfig,
+        ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
     },
     validate,
 };
@@ -31,6 +31,9 @@ pub struct Config {
     pub emergency: EmergencyConfig,
     /// Defaults for retry, breaker and timeout policies.
     pub resilience: ResilienceConfig,
+    /// The Prometheus endpoint (`[metrics] listen`); none unless set.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Environment {
@@ -135,6 +138,7 @@ impl Config {
                 },
                 timeout: TimeoutConfig { per_attempt: Duration::from_secs(10), overall: Duration::from_secs(30) },
             },
+            metrics: MetricsConfig::default(),
         }
     }
 

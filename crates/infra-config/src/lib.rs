@@ -93,6 +93,6 @@ pub use error::{ConfigError, Origin, Problem, ProblemKind, Problems};
 pub use loader::{ConfigLoader, DEFAULT_CONFIG_FILE, ENV_VAR_CONFIG_FILE, ENV_VAR_ENVIRONMENT};
 pub use secret::{InvalidRedisUrl, REDACTED, REDIS_SCHEMES, RedisUrl, redact_urls_in};
 pub use sections::{
-    Backend, BreakerConfig, EmergencyConfig, EventsConfig, EventsMode, Jitter, LogFormat, LoggingConfig,
+    Backend, BreakerConfig, EmergencyConfig, EventsConfig, EventsMode, Jitter, LogFormat, LoggingConfig, MetricsConfig,
     ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
 };

@@ -5,7 +5,7 @@
 //! ([`crate::Config::for_env`]) and change the fields you need, or build the state and events
 //! sections in code: `StateConfig::memory()`, `EventsConfig::redis(url)?` and their setters.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,25 @@ pub struct LoggingConfig {
     pub level: String,
     /// `json` or `console`.
     pub format: LogFormat,
+}
+
+/// Metrics exposition (`infra-facade`): where the Prometheus endpoint listens, if anywhere.
+///
+/// Components always record through the `metrics` facade; this section only decides whether the
+/// facade installs its Prometheus recorder and serves `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// The address of the Prometheus endpoint, such as `127.0.0.1:9464` (port 0 picks a free
+    /// port). Unset: no endpoint and no recorder installed by the facade.
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsConfig {
+    /// Serve `GET /metrics` on `addr`.
+    pub fn listen(addr: SocketAddr) -> Self {
+        Self { listen: Some(addr) }
+    }
 }
 
 /// The kill switch (`infra-emergency`).
