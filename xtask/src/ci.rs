@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::cargo;
+use crate::{cargo, project_root};
 
 struct Step {
     name: &'static str,
@@ -125,6 +125,13 @@ const STEPS: &[Step] = &[
     },
 ];
 
+/// `promtool` steps (Debian's `prometheus` package; `.ci/run` installs it), run before the cargo
+/// steps: they take a second. `$PROMTOOL` names another binary.
+const PROMTOOL_STEPS: &[(&str, &[&str])] = &[
+    ("alert-rules-check", &["check", "rules", "docs/observability/alerts.yml"]),
+    ("alert-rules-test", &["test", "rules", "docs/observability/alerts_test.yml"]),
+];
+
 /// The arguments of the step called `name` (for the tidy tests).
 #[cfg(test)]
 pub(crate) fn step_args(name: &str) -> &'static [&'static str] {
@@ -133,6 +140,12 @@ pub(crate) fn step_args(name: &str) -> &'static [&'static str] {
 
 pub(crate) fn run() -> Result<(), String> {
     let started = Instant::now();
+    for (name, args) in PROMTOOL_STEPS {
+        eprintln!("==> ci step `{name}`: promtool {}", args.join(" "));
+        let step_started = Instant::now();
+        promtool(args).map_err(|e| format!("ci step `{name}` failed: {e}"))?;
+        eprintln!("==> ci step `{name}` passed in {:.1?}", step_started.elapsed());
+    }
     for step in STEPS {
         eprintln!("==> ci step `{}`: cargo {}", step.name, step.args.join(" "));
         let step_started = Instant::now();
@@ -144,6 +157,27 @@ pub(crate) fn run() -> Result<(), String> {
     }
     eprintln!("==> ci passed in {:.1?}", started.elapsed());
     Ok(())
+}
+
+/// Runs `promtool <args>` from the workspace root.
+fn promtool(args: &[&str]) -> Result<(), String> {
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".to_owned());
+    let status =
+        std::process::Command::new(&promtool).args(args).current_dir(project_root()).status().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "`{promtool}` not found: install Debian's `prometheus` package \
+                 (`apt-get install --no-install-recommends prometheus`, as `.ci/run` does) or set PROMTOOL"
+                )
+            } else {
+                format!("cannot run `{promtool}`: {e}")
+            }
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{promtool} {}` failed with {status} (see its report above)", args.join(" ")))
+    }
 }
 
 /// Removes cargo's extracted copies of previously packaged workspace crates.

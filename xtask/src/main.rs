@@ -10,6 +10,8 @@
 mod bench;
 mod ci;
 #[cfg(test)]
+mod observability;
+#[cfg(test)]
 mod tidy;
 
 use std::process::ExitCode;
@@ -17,7 +19,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  ci                       fmt, clippy, tests (real Redis included), packaging, docs, cargo-deny
+  ci                       fmt, clippy, tests (real Redis included), packaging, docs, cargo-deny,
+                           the alert rules' promtool tests
   bench [--quick] [--runs N] [FILTER]
                            run the benchmarks and write <target>/bench-summary.json
       --quick              shorter measurements, for a smoke run
