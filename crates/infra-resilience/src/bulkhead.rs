@@ -12,10 +12,16 @@ use std::{
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::ResilienceError;
+use crate::{ResilienceError, instruments::BulkheadInstruments};
 
 /// Lets at most `max_concurrent` calls run at once; the others are rejected at once, or wait
 /// up to `max_wait` for a slot. Clones share the slots.
+///
+/// # Metrics
+///
+/// `infra_bulkhead_calls_total{name,kind}` (`permitted`, `rejected`) and the gauge
+/// `infra_bulkhead_available_concurrent_calls{name}` (free slots; bulkheads sharing a name add
+/// up). Handles are resolved when it is built, so install the recorder first.
 #[derive(Clone)]
 pub struct Bulkhead {
     inner: Arc<Inner>,
@@ -27,6 +33,7 @@ struct Inner {
     max_wait: Option<Duration>,
     slots: Arc<Semaphore>,
     rejected: AtomicU64,
+    instruments: BulkheadInstruments,
 }
 
 impl fmt::Debug for Bulkhead {
@@ -42,19 +49,45 @@ impl fmt::Debug for Bulkhead {
 
 /// A slot of a [`Bulkhead`], freed when dropped.
 #[derive(Debug)]
-pub struct BulkheadSlot<'a>(#[allow(dead_code, reason = "held for its drop")] SemaphorePermit<'a>);
+pub struct BulkheadSlot<'a> {
+    _permit: SemaphorePermit<'a>,
+    bulkhead: &'a Bulkhead,
+}
+
+impl Drop for BulkheadSlot<'_> {
+    fn drop(&mut self) {
+        self.bulkhead.inner.instruments.released();
+    }
+}
+
+/// A slot that owns a handle to its bulkhead (tower services), freed when dropped.
+#[cfg(feature = "tower")]
+#[derive(Debug)]
+pub(crate) struct OwnedBulkheadSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    bulkhead: Bulkhead,
+}
+
+#[cfg(feature = "tower")]
+impl Drop for OwnedBulkheadSlot {
+    fn drop(&mut self) {
+        self.bulkhead.inner.instruments.released();
+    }
+}
 
 impl Bulkhead {
     /// A bulkhead named `name` (at least one slot); `max_wait: None` rejects at once when full.
     pub fn new(name: &str, max_concurrent: usize, max_wait: Option<Duration>) -> Self {
         let max_concurrent = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
+        let name = crate::names::intern(name);
         Self {
             inner: Arc::new(Inner {
-                name: crate::names::intern(name),
+                name,
                 max_concurrent,
                 max_wait,
                 slots: Arc::new(Semaphore::new(max_concurrent)),
                 rejected: AtomicU64::new(0),
+                instruments: BulkheadInstruments::new(name, max_concurrent),
             }),
         }
     }
@@ -76,18 +109,23 @@ impl Bulkhead {
             None => inner.slots.try_acquire().ok(),
             Some(wait) => tokio::time::timeout(wait, inner.slots.acquire()).await.ok().and_then(Result::ok),
         };
-        slot.map(BulkheadSlot).ok_or_else(|| self.full())
+        let slot = slot.ok_or_else(|| self.full())?;
+        inner.instruments.acquired();
+        Ok(BulkheadSlot { _permit: slot, bulkhead: self })
     }
 
     /// A slot that owns a handle to the bulkhead, taken at once or not at all (tower services).
     #[cfg(feature = "tower")]
-    pub(crate) fn try_acquire_owned(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.inner.slots).try_acquire_owned().ok()
+    pub(crate) fn try_acquire_owned(&self) -> Option<OwnedBulkheadSlot> {
+        let permit = Arc::clone(&self.inner.slots).try_acquire_owned().ok()?;
+        self.inner.instruments.acquired();
+        Some(OwnedBulkheadSlot { _permit: permit, bulkhead: self.clone() })
     }
 
     pub(crate) fn full<E>(&self) -> ResilienceError<E> {
         let inner = &*self.inner;
         inner.rejected.fetch_add(1, Ordering::Relaxed);
+        inner.instruments.rejected.increment(1);
         ResilienceError::BulkheadFull { bulkhead: inner.name, max_concurrent: inner.max_concurrent, attempts: 1 }
     }
 

@@ -18,6 +18,30 @@
 //!
 //! Everything runs on tokio's clock, so tests on a paused clock see exact schedules.
 //!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`](https://docs.rs/metrics) facade (no exporter here), in
+//! Resilience4j's vocabulary, as docs/observability/metrics.md lists them:
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `infra_circuitbreaker_state` | gauge | `name`, `state` (1 for the current state, 0 for the other four) |
+//! | `infra_circuitbreaker_calls_total` | counter | `name`, `kind`: `successful`, `failed`, `ignored`, `not_permitted` |
+//! | `infra_circuitbreaker_transitions_total` | counter | `name`, `from`, `to` |
+//! | `infra_retry_calls_total` | counter | `name`, `kind`: `successful_without_retry`, `successful_with_retry`, `failed_without_retry`, `failed_with_retry` |
+//! | `infra_timelimiter_calls_total` | counter | `name`, `kind`: `successful`, `failed`, `timeout` |
+//! | `infra_bulkhead_calls_total` | counter | `name`, `kind`: `permitted`, `rejected` |
+//! | `infra_bulkhead_available_concurrent_calls` | gauge | `name` |
+//!
+//! Each component resolves its handles once, when it is built ([`CircuitBreaker::new`],
+//! [`Retry::new`] or [`Retry::name`], [`PolicyBuilder::build`], [`Bulkhead::new`], and in
+//! `tower_layers` when a layer makes its service), so **install the recorder before building
+//! them**: a component built earlier records nothing. A successful call through a closed breaker
+//! then costs one counter increment. `name` is the breaker's or bulkhead's name; a retry, a
+//! policy's timeout and the tower timeout and retry are named with their `name` builder method
+//! (a policy defaults to its breaker's name, the others to `"default"`). The free function
+//! [`timeout()`] has no name and records nothing. A cancelled call counts as none of the kinds.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
@@ -63,6 +87,7 @@ mod budget;
 mod bulkhead;
 mod counter;
 mod error;
+mod instruments;
 mod names;
 mod policy;
 pub mod presets;

@@ -6,7 +6,10 @@ use infra_config::ResilienceConfig;
 use tokio::time::Instant;
 
 use crate::{
-    BreakerSettings, Bulkhead, CircuitBreaker, ResilienceError, Retry, breaker::BreakerRegistry, timeout::Bounds,
+    BreakerSettings, Bulkhead, CircuitBreaker, ResilienceError, Retry,
+    breaker::BreakerRegistry,
+    instruments::{DEFAULT_NAME, TimeLimiterInstruments},
+    timeout::Bounds,
 };
 
 type Classify<E> = Arc<dyn Fn(&ResilienceError<E>) -> bool + Send + Sync>;
@@ -28,6 +31,14 @@ type Fallback<T, E> = Arc<dyn Fn(ResilienceError<E>) -> Result<T, ResilienceErro
 /// 6. **bulkhead**: bounds concurrent attempts.
 ///
 /// Cloning is cheap and clones share the breaker, the bulkhead and the retry budget.
+///
+/// # Metrics
+///
+/// Each layer records its own (see [`CircuitBreaker`], [`Retry`], [`Bulkhead`]). The timeout
+/// and the deadline count each attempt they bound in `infra_timelimiter_calls_total{name,kind}`
+/// (`successful`, `failed`, `timeout`, a deadline cut included) under the policy's
+/// [name](PolicyBuilder::name); those handles are resolved by [`PolicyBuilder::build`], so
+/// install the recorder first, and build a policy once rather than per call.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -53,6 +64,9 @@ pub struct Policy<T, E> {
     deadline: Option<Duration>,
     bulkhead: Option<Bulkhead>,
     fallback: Option<Fallback<T, E>>,
+    name: Option<&'static str>,
+    /// Resolved by `build` when there is a timeout or a deadline.
+    time_limiter: Option<Arc<TimeLimiterInstruments>>,
 }
 
 impl<T, E> Clone for Policy<T, E> {
@@ -65,6 +79,8 @@ impl<T, E> Clone for Policy<T, E> {
             deadline: self.deadline,
             bulkhead: self.bulkhead.clone(),
             fallback: self.fallback.clone(),
+            name: self.name,
+            time_limiter: self.time_limiter.clone(),
         }
     }
 }
@@ -105,12 +121,15 @@ impl<T, E> Policy<T, E> {
                 deadline: None,
                 bulkhead: None,
                 fallback: None,
+                name: None,
+                time_limiter: None,
             },
         }
     }
 
-    /// A policy from the configuration's defaults: its retry, a breaker named `name` from the
-    /// process-wide [`BreakerRegistry`], its per-attempt timeout and overall deadline.
+    /// A policy named `name` from the configuration's defaults: its retry, a breaker named
+    /// `name` from the process-wide [`BreakerRegistry`], its per-attempt timeout and overall
+    /// deadline.
     ///
     /// Its retry repeats every operation error and timeout; for an operation that is not
     /// idempotent, replace it with
@@ -119,7 +138,8 @@ impl<T, E> Policy<T, E> {
     pub fn from_config(config: &ResilienceConfig, name: &str) -> PolicyBuilder<T, E> {
         let settings = BreakerSettings::from_config(&config.breaker);
         Self::builder()
-            .retry(Retry::from_config(&config.retry))
+            .name(name)
+            .retry(Retry::from_config_named(&config.retry, name))
             .breaker(BreakerRegistry::global().get_or_insert_with(name, || settings))
             .timeout(config.timeout.per_attempt)
             .deadline(config.timeout.overall)
@@ -181,11 +201,14 @@ impl<T, E> Policy<T, E> {
             operation.await.map_err(ResilienceError::failed)
         };
         let result = bounds.run(run).await;
+        if let Some(time_limiter) = &self.time_limiter {
+            time_limiter.record(&result);
+        }
         if let Some(permit) = permit {
             match &result {
                 Ok(_) => permit.success(),
                 // Not the dependency's doing: recorded as neither.
-                Err(ResilienceError::BulkheadFull { .. } | ResilienceError::DeadlineExceeded { .. }) => drop(permit),
+                Err(ResilienceError::BulkheadFull { .. } | ResilienceError::DeadlineExceeded { .. }) => permit.ignore(),
                 Err(error)
                     if self.breaker_counts.as_ref().map_or_else(|| error.is_transient(), |counts| counts(error)) =>
                 {
@@ -199,6 +222,15 @@ impl<T, E> Policy<T, E> {
 }
 
 impl<T, E> PolicyBuilder<T, E> {
+    /// Names the policy in metrics: its timeout and deadline record under this name (default:
+    /// its breaker's name, or `"default"` without a breaker). Its other layers keep their own
+    /// names.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.policy.name = Some(crate::names::intern(name));
+        self
+    }
+
     /// Retries with `retry`.
     #[must_use]
     pub fn retry(mut self, retry: Retry<E>) -> Self {
@@ -265,8 +297,13 @@ impl<T, E> PolicyBuilder<T, E> {
         })
     }
 
-    /// The policy.
-    pub fn build(self) -> Policy<T, E> {
+    /// The policy, its metric handles resolved (see [`Policy`]'s "Metrics").
+    pub fn build(mut self) -> Policy<T, E> {
+        let policy = &mut self.policy;
+        if policy.timeout.is_some() || policy.deadline.is_some() {
+            let name = policy.name.or(policy.breaker.as_ref().map(CircuitBreaker::name)).unwrap_or(DEFAULT_NAME);
+            policy.time_limiter = Some(Arc::new(TimeLimiterInstruments::new(name)));
+        }
         self.policy
     }
 }

@@ -1,6 +1,7 @@
 //! Ready-made policies for common dependencies. Each returns a builder: change what you need,
 //! then `build()`. Breakers come from the process-wide [`BreakerRegistry`] under the given name,
-//! so every policy for one dependency shares one breaker.
+//! so every policy for one dependency shares one breaker; the retry, the timeout and the
+//! bulkhead record their metrics under that name too.
 //!
 //! Every preset asks whether the operation is [idempotent](Idempotency) and requires its error
 //! type to implement [`RetryClass`]; its retry predicate is [`Idempotency::allows_retry`]. A
@@ -72,7 +73,7 @@ pub fn exchange_rest<T, E: RetryClass + 'static>(name: &str, idempotency: Idempo
             .half_open_max_calls(2)
     });
     crate::Policy::builder()
-        .retry(Retry::new().max_attempts(3).idempotency(idempotency).backoff(Backoff {
+        .retry(Retry::named(name).max_attempts(3).idempotency(idempotency).backoff(Backoff {
             initial: Duration::from_millis(200),
             max: Duration::from_secs(5),
             multiplier: 2.0,
@@ -101,7 +102,7 @@ pub fn redis<T, E: RetryClass + 'static>(name: &str, idempotency: Idempotency) -
             .half_open_max_calls(3)
     });
     crate::Policy::builder()
-        .retry(Retry::new().max_attempts(3).idempotency(idempotency).backoff(Backoff {
+        .retry(Retry::named(name).max_attempts(3).idempotency(idempotency).backoff(Backoff {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(200),
             multiplier: 2.0,
@@ -122,7 +123,7 @@ pub fn webhook<T, E: RetryClass + 'static>(name: &str, idempotency: Idempotency)
         BreakerSettings::default().failure_threshold(5).open_duration(Duration::from_secs(60))
     });
     crate::Policy::builder()
-        .retry(Retry::new().max_attempts(5).idempotency(idempotency).backoff(Backoff {
+        .retry(Retry::named(name).max_attempts(5).idempotency(idempotency).backoff(Backoff {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(60),
             multiplier: 2.0,

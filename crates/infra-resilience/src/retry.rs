@@ -5,7 +5,10 @@ use std::{fmt, future::Future, sync::Arc, time::Duration};
 use infra_config::RetryConfig;
 use tokio::time::Instant;
 
-use crate::{Backoff, Idempotency, ResilienceError, RetryBudget, RetryClass};
+use crate::{
+    Backoff, Idempotency, ResilienceError, RetryBudget, RetryClass,
+    instruments::{DEFAULT_NAME, RetryInstruments},
+};
 
 type RetryIf<E> = Arc<dyn Fn(&ResilienceError<E>) -> bool + Send + Sync>;
 type RetryAfter<E> = Arc<dyn Fn(&E) -> Option<Duration> + Send + Sync>;
@@ -35,6 +38,13 @@ pub struct RetryEvent<'a, E> {
 /// that may already have been applied: for an operation that is not idempotent (placing an
 /// order, an increment) use [`Retry::idempotency`].
 ///
+/// # Metrics
+///
+/// Every call counts once in `infra_retry_calls_total{name,kind}` (`successful_without_retry`,
+/// `successful_with_retry`, `failed_without_retry`, `failed_with_retry`; a call dropped midway
+/// counts as none) under its [name](Retry::name), `"default"` unless set. Handles are resolved
+/// when it is built or renamed, so install the recorder first; clones share them.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
@@ -59,6 +69,8 @@ pub struct Retry<E> {
     retry_after: Option<RetryAfter<E>>,
     on_retry: Option<OnRetry<E>>,
     budget: Option<RetryBudget>,
+    name: &'static str,
+    instruments: Arc<RetryInstruments>,
 }
 
 impl<E> Clone for Retry<E> {
@@ -72,6 +84,8 @@ impl<E> Clone for Retry<E> {
             retry_after: self.retry_after.clone(),
             on_retry: self.on_retry.clone(),
             budget: self.budget.clone(),
+            name: self.name,
+            instruments: Arc::clone(&self.instruments),
         }
     }
 }
@@ -79,6 +93,7 @@ impl<E> Clone for Retry<E> {
 impl<E> fmt::Debug for Retry<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
+            .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("max_elapsed", &self.max_elapsed)
@@ -96,8 +111,14 @@ impl<E> Default for Retry<E> {
 
 impl<E> Retry<E> {
     /// 3 attempts, [`Backoff::default`], no elapsed-time cap, retry-after hints capped at 60 s,
-    /// transient errors only, no budget.
+    /// transient errors only, no budget, named `"default"`.
     pub fn new() -> Self {
+        Self::named(DEFAULT_NAME)
+    }
+
+    /// [`Retry::new`] named `name`, its handles resolved once.
+    pub(crate) fn named(name: &str) -> Self {
+        let name = crate::names::intern(name);
         Self {
             max_attempts: 3,
             backoff: Backoff::default(),
@@ -107,12 +128,19 @@ impl<E> Retry<E> {
             retry_after: None,
             on_retry: None,
             budget: None,
+            name,
+            instruments: Arc::new(RetryInstruments::new(name)),
         }
     }
 
     /// The policy `config` describes.
     pub fn from_config(config: &RetryConfig) -> Self {
-        Self::new()
+        Self::from_config_named(config, DEFAULT_NAME)
+    }
+
+    /// [`Retry::from_config`] named `name`.
+    pub(crate) fn from_config_named(config: &RetryConfig, name: &str) -> Self {
+        Self::named(name)
             .max_attempts(config.max_attempts)
             .backoff(Backoff {
                 initial: config.initial_delay,
@@ -121,6 +149,15 @@ impl<E> Retry<E> {
                 jitter: config.jitter,
             })
             .max_elapsed(config.max_elapsed)
+    }
+
+    /// Names it in metrics (`name` label): the dependency it retries, as for its breaker.
+    /// Resolves its handles again, under the new name.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = crate::names::intern(name);
+        self.instruments = Arc::new(RetryInstruments::new(self.name));
+        self
     }
 
     /// Attempts in all, the first included (at least 1).
@@ -216,10 +253,18 @@ impl<E> Retry<E> {
         E: fmt::Display,
     {
         match attempt().await {
-            Ok(value) => Ok(self.succeeded(value)),
+            Ok(value) => {
+                self.instruments.successful_without_retry.increment(1);
+                Ok(self.succeeded(value))
+            }
             // Boxed: the retry machinery (timers included) would otherwise make every call's
             // future several times larger, first successes included.
-            Err(error) => Box::pin(self.retry_after_failure(error, attempt, deadline)).await,
+            Err(error) => {
+                let result = Box::pin(self.retry_after_failure(error, attempt, deadline)).await;
+                // A success here came from a retry; an error says how many attempts it took.
+                self.instruments.finished(result.is_ok(), result.as_ref().map_or_else(|e| e.attempts(), |_| 2));
+                result
+            }
         }
     }
 

@@ -5,6 +5,10 @@
 //! pass through unchanged; the ones these layers make are a boxed [`LayerError`] (downcast to
 //! tell a timeout or a rejection from the inner service's own errors).
 //!
+//! The layers record the same metrics as the types they wrap (see the crate's "Metrics"): the
+//! breaker and bulkhead layers through the [`CircuitBreaker`] and [`Bulkhead`] they share,
+//! [`TimeoutLayer`] and [`RetryPolicy`] under a name of their own (`"default"` unless set).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -32,11 +36,14 @@ use std::{
 };
 
 use pin_project_lite::pin_project;
-use tokio::sync::OwnedSemaphorePermit;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Backoff, Bulkhead, CircuitBreaker, OwnedPermit, ResilienceError, RetryBudget};
+use crate::{
+    Backoff, Bulkhead, CircuitBreaker, OwnedPermit, ResilienceError, RetryBudget,
+    bulkhead::OwnedBulkheadSlot,
+    instruments::{DEFAULT_NAME, RetryInstruments, TimeLimiterInstruments},
+};
 
 /// tower's boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -145,7 +152,7 @@ where
                                 .downcast_ref::<LayerError>()
                                 .is_some_and(|e| matches!(e, ResilienceError::BulkheadFull { .. })) =>
                         {
-                            drop(permit);
+                            permit.ignore();
                         }
                         Err(_) => permit.failure(),
                     }
@@ -157,15 +164,27 @@ where
 }
 
 /// Bounds each call; an expired call is dropped and fails with [`ResilienceError::Timeout`].
+///
+/// Counts each call in `infra_timelimiter_calls_total{name,kind}` (`successful`, `failed`,
+/// `timeout`) under its [name](TimeoutLayer::name); the handles are resolved when it makes a
+/// service (install the recorder first), and the service's clones share them.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     timeout: Duration,
+    name: &'static str,
 }
 
 impl TimeoutLayer {
-    /// Calls last at most `timeout`.
+    /// Calls last at most `timeout`; named `"default"`.
     pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+        Self { timeout, name: DEFAULT_NAME }
+    }
+
+    /// Names it in metrics (`name` label): the dependency it bounds.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = crate::names::intern(name);
+        self
     }
 }
 
@@ -173,15 +192,22 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = TimeoutService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService { inner, timeout: self.timeout }
+        TimeoutService { inner, timeout: self.timeout, instruments: Arc::new(TimeLimiterInstruments::new(self.name)) }
     }
 }
 
 /// The service [`TimeoutLayer`] makes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TimeoutService<S> {
     inner: S,
     timeout: Duration,
+    instruments: Arc<TimeLimiterInstruments>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for TimeoutService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutService").field("inner", &self.inner).field("timeout", &self.timeout).finish()
+    }
 }
 
 impl<S, Request> Service<Request> for TimeoutService<S>
@@ -202,19 +228,26 @@ where
             future: self.inner.call(request),
             sleep: tokio::time::sleep(self.timeout),
             timeout: self.timeout,
+            instruments: Arc::clone(&self.instruments),
         }
     }
 }
 
 pin_project! {
     /// The future of a [`TimeoutService`] call.
-    #[derive(Debug)]
     pub struct TimeoutFuture<F> {
         #[pin]
         future: F,
         #[pin]
         sleep: tokio::time::Sleep,
         timeout: Duration,
+        instruments: Arc<TimeLimiterInstruments>,
+    }
+}
+
+impl<F> fmt::Debug for TimeoutFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutFuture").field("timeout", &self.timeout).finish_non_exhaustive()
     }
 }
 
@@ -228,9 +261,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(result) = this.future.poll(cx) {
+            match &result {
+                Ok(_) => this.instruments.succeeded(),
+                Err(_) => this.instruments.failed(),
+            }
             return Poll::Ready(result.map_err(Into::into));
         }
         std::task::ready!(this.sleep.poll(cx));
+        this.instruments.timed_out();
         Poll::Ready(Err(Box::new(LayerError::Timeout { timeout: *this.timeout, attempts: 1 })))
     }
 }
@@ -298,7 +336,7 @@ pin_project! {
     #[project = BulkheadProjection]
     enum BulkheadCall<F> {
         // The slot is freed when the future is dropped.
-        Running { #[pin] future: F, slot: OwnedSemaphorePermit },
+        Running { #[pin] future: F, slot: OwnedBulkheadSlot },
         Rejected { error: Option<LayerError> },
     }
 }
@@ -333,6 +371,9 @@ type RetryIf<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
 /// A `tower::retry::Policy` with this crate's backoff, attempts cap and [`RetryBudget`], for
 /// `tower::retry::RetryLayer`. Requests must be `Clone` to be sent again.
+///
+/// Counts each request once in `infra_retry_calls_total{name,kind}`, as [`Retry`](crate::Retry)
+/// does; the handles are resolved when it is built or renamed (install the recorder first).
 pub struct RetryPolicy<E> {
     max_attempts: u32,
     backoff: Backoff,
@@ -340,6 +381,8 @@ pub struct RetryPolicy<E> {
     retry_if: Option<RetryIf<E>>,
     attempts: u32,
     previous: Duration,
+    name: &'static str,
+    instruments: Arc<RetryInstruments>,
 }
 
 impl<E> Clone for RetryPolicy<E> {
@@ -351,6 +394,8 @@ impl<E> Clone for RetryPolicy<E> {
             retry_if: self.retry_if.clone(),
             attempts: self.attempts,
             previous: self.previous,
+            name: self.name,
+            instruments: Arc::clone(&self.instruments),
         }
     }
 }
@@ -358,6 +403,7 @@ impl<E> Clone for RetryPolicy<E> {
 impl<E> fmt::Debug for RetryPolicy<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
+            .field("name", &self.name)
             .field("max_attempts", &self.max_attempts)
             .field("backoff", &self.backoff)
             .field("attempts", &self.attempts)
@@ -367,6 +413,7 @@ impl<E> fmt::Debug for RetryPolicy<E> {
 
 impl<E> RetryPolicy<E> {
     /// Up to `max_attempts` attempts in all, waiting by `backoff`; every error is retried.
+    /// Named `"default"`.
     pub fn new(max_attempts: u32, backoff: Backoff) -> Self {
         Self {
             max_attempts: max_attempts.max(1),
@@ -375,7 +422,17 @@ impl<E> RetryPolicy<E> {
             retry_if: None,
             attempts: 0,
             previous: backoff.initial,
+            name: DEFAULT_NAME,
+            instruments: Arc::new(RetryInstruments::new(DEFAULT_NAME)),
         }
+    }
+
+    /// Names it in metrics (`name` label), resolving its handles again under that name.
+    #[must_use]
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = crate::names::intern(name);
+        self.instruments = Arc::new(RetryInstruments::new(self.name));
+        self
     }
 
     /// Retries only errors `predicate` selects.
@@ -401,6 +458,7 @@ impl<Request: Clone, Response, E> tower::retry::Policy<Request, Response, E> for
             if let Some(budget) = &self.budget {
                 budget.on_success();
             }
+            self.instruments.finished(true, self.attempts + 1);
             return None;
         };
         self.attempts += 1;
@@ -409,6 +467,7 @@ impl<Request: Clone, Response, E> tower::retry::Policy<Request, Response, E> for
         }
         let retryable = self.retry_if.as_ref().is_none_or(|retry_if| retry_if(error));
         if self.attempts >= self.max_attempts || !retryable || self.budget.as_ref().is_some_and(|b| !b.can_retry()) {
+            self.instruments.finished(false, self.attempts);
             return None;
         }
         let delay = self.backoff.delay(self.attempts, self.previous);

@@ -26,7 +26,7 @@ use state::{Inner, pack, tagged, unpack};
 use tokio::{sync::broadcast, time::Instant};
 use window::Window;
 
-use crate::{ResilienceError, counter::StripedCounter};
+use crate::{ResilienceError, counter::StripedCounter, instruments::BreakerInstruments};
 
 /// A named circuit breaker; clones share it.
 ///
@@ -34,6 +34,16 @@ use crate::{ResilienceError, counter::StripedCounter};
 /// shared. Open → half-open happens on a tokio timer when opened inside a runtime (so a
 /// rejection reads no clock), otherwise at the first call after the open duration. A call whose future is dropped before
 /// it finishes counts as neither success nor failure and frees its probe slot.
+///
+/// # Metrics
+///
+/// Its handles are resolved when it is built, so install the recorder first:
+/// `infra_circuitbreaker_state{name,state}` (1 for the current state, 0 for the other four),
+/// `infra_circuitbreaker_calls_total{name,kind}` (`successful`; `failed`, slow calls included;
+/// `ignored`, see [`Permit::ignore`]; `not_permitted`; a cancelled call counts as none) and
+/// `infra_circuitbreaker_transitions_total{name,from,to}`. A successful closed call adds one
+/// counter increment. Breakers sharing a name share their series: get them from a
+/// [`BreakerRegistry`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -67,9 +77,10 @@ impl CircuitBreaker {
     /// A closed breaker named `name` (the dependency it protects: `binance-rest`, `redis`).
     pub fn new(name: &str, settings: BreakerSettings) -> Self {
         let (changes, _) = broadcast::channel(64);
+        let name = crate::names::intern(name);
         Self {
             inner: Arc::new_cyclic(|this| Inner {
-                name: crate::names::intern(name),
+                name,
                 window: Window::new(settings.window_size),
                 settings,
                 word: AtomicU64::new(pack(0, BreakerState::Closed)),
@@ -83,6 +94,7 @@ impl CircuitBreaker {
                 rejections: StripedCounter::default(),
                 cancelled: AtomicU64::new(0),
                 changes,
+                instruments: BreakerInstruments::new(name),
                 this: this.clone(),
             }),
         }

@@ -9,8 +9,8 @@ use super::{
 };
 
 /// The right to make one call, from [`CircuitBreaker::admit`]. Report the outcome with
-/// [`Permit::success`] or [`Permit::failure`]; dropping it reports nothing (a cancelled call)
-/// and frees a probe slot.
+/// [`Permit::success`], [`Permit::failure`] or [`Permit::ignore`]; dropping it reports nothing
+/// (a cancelled call) and frees a probe slot.
 #[must_use = "report the outcome, or drop the permit for a cancelled call"]
 pub struct Permit<'a> {
     pub(super) inner: &'a Inner,
@@ -58,21 +58,24 @@ impl Ticket {
         inner.record(kind, self.generation, success && !slow);
     }
 
-    /// The call was cancelled: counted as neither, its probe slot freed.
-    fn abandon(&mut self, inner: &Inner) {
-        match std::mem::replace(&mut self.kind, PermitKind::Done) {
-            PermitKind::Done | PermitKind::Untracked => {}
-            PermitKind::Closed => {
+    /// The call was cancelled (`ignored: false`) or its outcome says nothing about the
+    /// dependency (`ignored: true`): counted as neither, its probe slot freed.
+    fn release(&mut self, inner: &Inner, ignored: bool) {
+        let kind = std::mem::replace(&mut self.kind, PermitKind::Done);
+        match kind {
+            PermitKind::Done => return,
+            _ if ignored => inner.instruments.ignored.increment(1),
+            PermitKind::Untracked => {}
+            PermitKind::Closed | PermitKind::Probe => {
                 inner.cancelled.fetch_add(1, Ordering::Relaxed);
             }
-            PermitKind::Probe => {
-                inner.cancelled.fetch_add(1, Ordering::Relaxed);
-                let tag = self.generation & 0xffff_ffff;
-                let _ = inner.probes_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    let (owner, left) = untag(word);
-                    (owner == tag).then(|| tagged(self.generation, left + 1))
-                });
-            }
+        }
+        if kind == PermitKind::Probe {
+            let tag = self.generation & 0xffff_ffff;
+            let _ = inner.probes_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                let (owner, left) = untag(word);
+                (owner == tag).then(|| tagged(self.generation, left + 1))
+            });
         }
     }
 }
@@ -104,6 +107,13 @@ impl Permit<'_> {
         self.ticket.finish(self.inner, false);
     }
 
+    /// Records neither: the call ran, or was attempted, but its outcome says nothing about the
+    /// dependency (a bulkhead below rejected it, the caller's deadline cut it). Frees a probe
+    /// slot like a dropped permit, and counts as `ignored` in `infra_circuitbreaker_calls_total`.
+    pub fn ignore(mut self) {
+        self.ticket.release(self.inner, true);
+    }
+
     #[inline]
     pub(super) fn finish(&mut self, success: bool) {
         self.ticket.finish(self.inner, success);
@@ -112,7 +122,7 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        self.ticket.abandon(self.inner);
+        self.ticket.release(self.inner, false);
     }
 }
 
@@ -126,10 +136,15 @@ impl OwnedPermit {
     pub fn failure(mut self) {
         self.ticket.finish(&self.breaker.inner, false);
     }
+
+    /// Records neither, counted as `ignored` (see [`Permit::ignore`]).
+    pub fn ignore(mut self) {
+        self.ticket.release(&self.breaker.inner, true);
+    }
 }
 
 impl Drop for OwnedPermit {
     fn drop(&mut self) {
-        self.ticket.abandon(&self.breaker.inner);
+        self.ticket.release(&self.breaker.inner, false);
     }
 }

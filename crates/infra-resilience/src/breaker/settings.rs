@@ -22,7 +22,7 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    const ALL: [Self; 5] = [Self::Closed, Self::Open, Self::HalfOpen, Self::ForcedOpen, Self::ForcedClosed];
+    pub(crate) const ALL: [Self; 5] = [Self::Closed, Self::Open, Self::HalfOpen, Self::ForcedOpen, Self::ForcedClosed];
 
     pub(super) fn from_u8(value: u8) -> Self {
         Self::ALL.get(usize::from(value)).copied().unwrap_or(Self::Closed)

@@ -14,7 +14,7 @@ use super::{
     permit::{PermitKind, Ticket},
     window::Window,
 };
-use crate::{ReopensAt, ResilienceError, counter::StripedCounter};
+use crate::{ReopensAt, ResilienceError, counter::StripedCounter, instruments::BreakerInstruments};
 
 /// What clones of one breaker share.
 pub(super) struct Inner {
@@ -39,6 +39,7 @@ pub(super) struct Inner {
     pub(super) rejections: StripedCounter,
     pub(super) cancelled: AtomicU64,
     pub(super) changes: broadcast::Sender<StateChange>,
+    pub(super) instruments: BreakerInstruments,
     pub(super) this: Weak<Inner>,
 }
 
@@ -134,6 +135,7 @@ impl Inner {
     #[inline]
     pub(super) fn reject<E>(&self, reopens: Option<ReopensAt>) -> ResilienceError<E> {
         self.rejections.add();
+        self.instruments.not_permitted.increment(1);
         ResilienceError::CircuitOpen { breaker: self.name, reopens, attempts: 1 }
     }
 
@@ -141,7 +143,8 @@ impl Inner {
     pub(super) fn record(&self, kind: PermitKind, generation: u64, success: bool) {
         match kind {
             PermitKind::Closed if success => {
-                // Nothing is written while healthy (see `Window`).
+                self.instruments.successful.increment(1);
+                // Nothing else is written while healthy (see `Window`).
                 if self.consecutive.load(Ordering::Relaxed) != 0 {
                     self.consecutive.store(0, Ordering::Relaxed);
                 }
@@ -149,13 +152,17 @@ impl Inner {
             }
             PermitKind::Closed => self.closed_failure(generation),
             PermitKind::Probe => self.probe_outcome(generation, success),
-            PermitKind::Untracked | PermitKind::Done => {}
+            // Forced closed: the breaker counts nothing, but the calls are still calls.
+            PermitKind::Untracked if success => self.instruments.successful.increment(1),
+            PermitKind::Untracked => self.instruments.failed.increment(1),
+            PermitKind::Done => {}
         }
     }
 
     #[cold]
     fn closed_failure(&self, generation: u64) {
         self.failures.fetch_add(1, Ordering::Relaxed);
+        self.instruments.failed.increment(1);
         if self.generation() != generation {
             return;
         }
@@ -171,8 +178,11 @@ impl Inner {
 
     #[cold]
     fn probe_outcome(&self, generation: u64, success: bool) {
-        if !success {
+        if success {
+            self.instruments.successful.increment(1);
+        } else {
             self.failures.fetch_add(1, Ordering::Relaxed);
+            self.instruments.failed.increment(1);
         }
         if self.generation() != generation {
             return;
@@ -244,6 +254,7 @@ impl Inner {
                 tracing::info!(target: "infra_resilience", breaker = %self.name, from = %from, to = %to, "circuit breaker state changed");
             }
         }
+        self.instruments.transitioned(from, to, || unpack(self.word.load(Ordering::Acquire)).1);
         let _ = self.changes.send(StateChange { breaker: self.name, from, to });
     }
 }
