@@ -63,6 +63,14 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Checks every part (Redis, breakers, emergency state); exit code 1 when unhealthy.
     Health,
+    /// Serves the fleet's emergency states, heartbeats and risk-limit use, and Redis health, as
+    /// Prometheus metrics on http://ADDR/metrics until interrupted (Ctrl-C).
+    Metrics {
+        /// Where to listen (default: the configuration's `metrics.listen`, else
+        /// 127.0.0.1:9465).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// `infractl state ...`

@@ -91,6 +91,9 @@ pub(crate) enum Connect {
 pub(crate) async fn build(config: &Config, connect: Connect, verbose: bool) -> Result<Infrastructure, CliError> {
     let mut config = config.clone();
     config.emergency.bot_id = format!("infractl-{}", std::process::id());
+    // A bot's `metrics.listen` is the bot's: a command sharing its configuration must not take
+    // the port (`infractl metrics` serves on its own).
+    config.metrics.listen = None;
     config.logging.format = LogFormat::Console;
     if !verbose {
         "warn".clone_into(&mut config.logging.level);

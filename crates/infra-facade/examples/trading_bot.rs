@@ -44,12 +44,14 @@ use infra_facade::{
 use serde::Serialize;
 use sim::{Exchange, ExchangeError, Fill, Order, PriceTick, Strategy};
 
-const USAGE: &str = "usage: trading_bot [--seconds N] [--seed S] [--loss-limit AMOUNT]
+const USAGE: &str = "usage: trading_bot [--seconds N] [--seed S] [--loss-limit AMOUNT] [--metrics ADDR]
 
   --seconds N          how long the simulation runs, 1 to 86400 (default 10)
   --seed S             seed of the price path and the exchange's faults (default 1)
   --loss-limit AMOUNT  halt once the day's loss reaches AMOUNT (positive; default: the
                        configuration's emergency.daily_loss_limit)
+  --metrics ADDR       serve Prometheus metrics on http://ADDR/metrics (for example
+                       127.0.0.1:9464; default: the configuration's metrics.listen)
 
 Environment: INFRA_ENV (development, staging, production; default development) and the
 INFRA_* variables or infra.toml of infra-config.";
@@ -67,6 +69,7 @@ struct Args {
     seconds: u64,
     seed: u64,
     loss_limit: Option<f64>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// Why the command line was refused.
@@ -90,7 +93,7 @@ impl std::fmt::Display for ArgsError {
 }
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> {
-    let mut parsed = Args { seconds: 10, seed: 1, loss_limit: None };
+    let mut parsed = Args { seconds: 10, seed: 1, loss_limit: None, metrics: None };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -102,6 +105,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
             "--seconds" => "--seconds",
             "--seed" => "--seed",
             "--loss-limit" => "--loss-limit",
+            "--metrics" => "--metrics",
             _ => return Err(ArgsError::Unknown(arg)),
         };
         let value = inline.or_else(|| args.next()).ok_or(ArgsError::MissingValue(flag))?;
@@ -115,6 +119,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, ArgsError>
                     .ok_or_else(|| invalid("expected a whole number of seconds from 1 to 86400"))?;
             }
             "--seed" => parsed.seed = value.parse().map_err(|_| invalid("expected an unsigned 64-bit integer"))?,
+            "--metrics" => {
+                parsed.metrics =
+                    Some(value.parse().map_err(|_| invalid("expected an address such as 127.0.0.1:9464"))?);
+            }
             _ => {
                 let limit: f64 = value.parse().map_err(|_| invalid("expected a number"))?;
                 if !(limit.is_finite() && limit > 0.0) {
@@ -244,6 +252,9 @@ async fn run(args: &Args) -> Result<Summary, BotError> {
     if let Some(limit) = args.loss_limit {
         config.emergency.daily_loss_limit = -limit;
     }
+    if let Some(listen) = args.metrics {
+        config.metrics.listen = Some(listen);
+    }
     // The demo's point: a breached daily-loss limit halts (the development preset only alerts).
     config.emergency.auto_halt_on_limit = true;
     // Logs on stderr, so that the summary is the last line on stdout.
@@ -336,6 +347,7 @@ impl<'a> Bot<'a> {
             daily_loss_limit = infra.config().emergency.daily_loss_limit,
             state = infra.state().backend(),
             emergency = %status.state,
+            metrics = infra.metrics_addr().map(|a| format!("http://{a}/metrics")),
             "trading bot starting (halt it with `infractl emergency halt --global --reason ...`)"
         );
         if !status.state.can_trade() {

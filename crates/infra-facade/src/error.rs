@@ -49,6 +49,15 @@ pub enum FacadeError {
         #[source]
         source: EmergencyError,
     },
+    /// The Prometheus endpoint of `[metrics] listen` could not be started: the address is taken
+    /// or not local, or another metrics recorder is installed in the process.
+    #[error("cannot serve metrics{}: {message}", listen.map(|a| format!(" on {a}")).unwrap_or_default())]
+    Metrics {
+        /// The address it was to listen on, when the failure is about the address.
+        listen: Option<std::net::SocketAddr>,
+        /// What went wrong.
+        message: String,
+    },
     /// A call was refused without being made: the circuit breaker of `component` is open (or
     /// half-open with every probe taken). The source of the `Connection` error the store or the
     /// bus returns for it.

@@ -3,7 +3,6 @@
 use std::{
     collections::HashSet,
     fmt,
-    future::Future,
     io::Write,
     sync::{
         Arc, Mutex, PoisonError,
@@ -23,9 +22,10 @@ use tokio::{runtime::Handle, sync::broadcast::error::RecvError, task::JoinHandle
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    BackendHealth, BreakerHealth, EmergencyHealth, FacadeError, HealthReport, LoggingHealth, ResilientBus,
-    ResilientStore,
+    BackendHealth, BeforeScrape, BreakerHealth, EmergencyHealth, FacadeError, HealthReport, LoggingHealth,
+    MetricsEndpoint, PrometheusRecorder, ResilientBus, ResilientStore,
     logging::{Logging, SharedWriter},
+    metrics::recorded_ping,
 };
 
 /// The breaker of the state store's decorator.
@@ -103,6 +103,8 @@ impl InfrastructureBuilder {
         config.validate().map_err(FacadeError::Config)?;
         let logging =
             if self.logging { Logging::set_up(&config.logging, self.log_writer)? } else { Logging::skipped() };
+        // Before any component is built: they resolve their metric handles when built.
+        let recorder = config.metrics.listen.map(|_| PrometheusRecorder::install()).transpose()?;
 
         let raw_store =
             infra_state::from_config(&config.state).map_err(|source| FacadeError::State { action: "build", source })?;
@@ -135,7 +137,16 @@ impl InfrastructureBuilder {
             .await
             .map_err(|source| FacadeError::Emergency { action: "start", source })?;
 
+        let metrics = match (config.metrics.listen, recorder) {
+            (Some(listen), Some(recorder)) => {
+                let refresh = redis_pings(&config, Arc::clone(store.inner()), Arc::clone(bus.inner()));
+                Some(MetricsEndpoint::start_with(listen, recorder, Some(refresh)).await?)
+            }
+            _ => None,
+        };
+
         let infrastructure = Infrastructure {
+            metrics,
             store,
             bus,
             breakers,
@@ -164,6 +175,23 @@ impl InfrastructureBuilder {
         );
         Ok(infrastructure)
     }
+}
+
+/// Before each scrape: pings the Redis of the store and of the bus (bypassing their breakers,
+/// bounded by their timeouts) so `infra_redis_up` and `infra_redis_ping_latency_seconds` are
+/// current. Memory backends have no Redis to report.
+fn redis_pings(config: &Config, store: Arc<dyn StateStore>, bus: Arc<dyn EventBus>) -> BeforeScrape {
+    let state_limit = config.state.operation_timeout + config.state.connect_timeout;
+    let events_limit = config.events.operation_timeout + config.events.connect_timeout;
+    Arc::new(move || {
+        let (store, bus) = (Arc::clone(&store), Arc::clone(&bus));
+        Box::pin(async move {
+            let _ = tokio::join!(
+                recorded_ping("state", store.backend() == "redis", state_limit, store.ping()),
+                recorded_ping("events", bus.backend() != "memory", events_limit, bus.ping()),
+            );
+        })
+    })
 }
 
 /// Publishes every state change of `breaker` on [`BREAKER_CHANNEL`] of `bus` until `cancel`.
@@ -215,6 +243,7 @@ fn watch_breaker(
 /// second).
 pub struct Infrastructure {
     config: Config,
+    metrics: Option<MetricsEndpoint>,
     store: Arc<ResilientStore>,
     bus: Arc<ResilientBus>,
     breakers: Arc<BreakerRegistry>,
@@ -293,6 +322,12 @@ impl Infrastructure {
         &self.emergency
     }
 
+    /// The address of the Prometheus endpoint (`GET /metrics`), when `[metrics] listen` is set.
+    /// With port 0 in the configuration, this is the port actually chosen.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsEndpoint::local_addr)
+    }
+
     /// The circuit breaker named `name`, made with `config.resilience.breaker` if new. Every
     /// caller asking for one name shares one breaker; `"state"` and `"events"` are those of
     /// the store and the bus. Its state changes are published on [`BREAKER_CHANNEL`] until
@@ -337,12 +372,18 @@ impl Infrastructure {
     /// dropped lines.
     pub async fn health(&self) -> HealthReport {
         let (state_ping, events_ping) = tokio::join!(
-            bounded(self.config.state.operation_timeout + self.config.state.connect_timeout, async {
-                self.store.inner().ping().await.map_err(|e| error_chain(&e))
-            }),
-            bounded(self.config.events.operation_timeout + self.config.events.connect_timeout, async {
-                self.bus.inner().ping().await.map_err(|e| error_chain(&e))
-            }),
+            recorded_ping(
+                "state",
+                self.store.backend() == "redis",
+                self.config.state.operation_timeout + self.config.state.connect_timeout,
+                self.store.inner().ping(),
+            ),
+            recorded_ping(
+                "events",
+                self.bus.backend() != "memory",
+                self.config.events.operation_timeout + self.config.events.connect_timeout,
+                self.bus.inner().ping(),
+            ),
         );
         let state = BackendHealth::new(
             self.store.backend(),
@@ -391,6 +432,9 @@ impl Infrastructure {
             return Ok(());
         }
         self.cancel.cancel();
+        if let Some(metrics) = &self.metrics {
+            metrics.close().await;
+        }
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(PoisonError::into_inner));
         for task in tasks {
             let _ = task.await;
@@ -420,11 +464,6 @@ impl Drop for Infrastructure {
         // connections in the background when their last reference goes.
         self.cancel.cancel();
     }
-}
-
-/// `future`'s result, or a timeout message after `limit`.
-async fn bounded<T>(limit: Duration, future: impl Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::time::timeout(limit, future).await.unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
 }
 
 /// An error and its sources, `: `-separated (each renders secrets redacted).

@@ -71,14 +71,17 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod bus;
+mod endpoint;
 mod error;
 mod health;
 mod infrastructure;
 mod layers;
 mod logging;
+mod metrics;
 mod store;
 
 pub use bus::ResilientBus;
+pub use endpoint::{BeforeScrape, MetricsEndpoint};
 pub use error::FacadeError;
 pub use health::{BackendHealth, BreakerHealth, EmergencyHealth, HealthReport, LoggingHealth};
 pub use infra_config::Config;
@@ -87,6 +90,7 @@ pub use infrastructure::{
 };
 pub use layers::CallStats;
 pub use logging::LogSetup;
+pub use metrics::{PrometheusRecorder, record_redis_ping};
 pub use store::ResilientStore;
 
 /// Typed, layered configuration (`infra-config`).

@@ -24,35 +24,13 @@ fn bot() -> &'static Path {
     static BOT: OnceLock<PathBuf> = OnceLock::new();
     BOT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("the workspace root");
-        let mut build = Command::new(env!("CARGO"));
-        build.current_dir(root).args([
-            "build",
-            "--offline",
-            "--example",
-            "trading_bot",
-            "--message-format=json-render-diagnostics",
-        ]);
-        if cfg!(all(feature = "redis", feature = "tower")) {
-            // As `cargo test --workspace --all-features` (CI) resolves features: the example it
-            // built with the tests is reused instead of rebuilding tokio and the crates.
-            build.args(["--workspace", "--all-features"]);
-        } else {
-            build.args(["-p", "infra-facade"]);
-            if cfg!(feature = "redis") {
-                build.args(["--features", "redis"]);
-            }
-            if cfg!(feature = "tower") {
-                build.args(["--features", "tower"]);
-            }
-        }
-        let output = build.stderr(Stdio::inherit()).output().expect("cargo runs");
-        assert!(output.status.success(), "building the example failed: {}", output.status);
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == "trading_bot")
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the example's executable")
+        let features: Vec<&str> =
+            [cfg!(feature = "redis").then_some("redis"), cfg!(feature = "tower").then_some("tower")]
+                .into_iter()
+                .flatten()
+                .collect();
+        let all = cfg!(all(feature = "redis", feature = "tower"));
+        infra_testkit::cargo_example(root, "infra-facade", "trading_bot", &features, all).expect("the example builds")
     })
 }
 

@@ -44,6 +44,26 @@ pub enum TestkitError {
         /// Redis's error text.
         message: String,
     },
+    /// A tool other than Redis that a test needs is not installed.
+    #[error("`{program}` was not found on PATH: {install}, or set {env_var} to the executable's path")]
+    ToolNotFound {
+        /// The executable, such as `prometheus`.
+        program: &'static str,
+        /// How to install it.
+        install: &'static str,
+        /// The variable that can point at it.
+        env_var: &'static str,
+    },
+    /// A Prometheus server did not start, or did not answer as expected.
+    #[error("prometheus on port {port}: {reason}; last log lines:\n{log}")]
+    Prometheus {
+        /// Its port.
+        port: u16,
+        /// What went wrong.
+        reason: String,
+        /// The tail of its log file.
+        log: String,
+    },
     /// A cluster did not reach the expected state in time.
     #[error("redis cluster not ready: {0}")]
     Cluster(String),

@@ -37,12 +37,16 @@
 pub mod bench;
 mod cluster;
 mod error;
+mod example;
 mod process;
+mod prometheus;
 mod resp;
 mod server;
 
 pub use cluster::RedisCluster;
 pub use error::{Result, TestkitError};
+pub use example::cargo_example;
 pub use process::{REDIS_CLI_ENV, REDIS_SERVER_ENV};
+pub use prometheus::{PROMETHEUS_ENV, PrometheusServer, Sample};
 pub use resp::{Connection, Reply};
 pub use server::{RedisServer, RedisServerBuilder};

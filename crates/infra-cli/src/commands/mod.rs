@@ -5,6 +5,7 @@ mod config;
 mod emergency;
 mod events;
 mod health;
+mod metrics;
 mod state;
 
 use infra_facade::{Infrastructure, config::Backend};
@@ -25,6 +26,11 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// Whether `--verbose` was given.
+    pub(crate) fn verbose(&self) -> bool {
+        self.verbose
+    }
+
     /// Builds the infrastructure, runs `body` with it, then closes it (also when `body` failed).
     pub(crate) async fn with_infrastructure(
         &self,
@@ -57,5 +63,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Emergency(command) => emergency::run(&context, command).await,
         Command::Config(ConfigCommand::Show) => config::show(&context),
         Command::Health => health::run(&context).await,
+        Command::Metrics { listen } => metrics::run(&context, listen).await,
     }
 }
