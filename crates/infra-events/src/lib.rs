@@ -32,6 +32,27 @@
 //! | `memory` | yes | [`memory::MemoryBus`] |
 //! | `redis` | | `redis::RedisBus` (pub/sub) and `redis::DurableBus` (streams) through `fred` |
 //!
+//! # Metrics
+//!
+//! Every bus records through the [`metrics`](https://docs.rs/metrics) facade (catalog:
+//! docs/observability/metrics.md). `backend` is `memory`, `redis` (pub/sub) or `redis_streams`
+//! (durable); `topic` is the channel or pattern as subscribed, never each matched channel.
+//! Handles are resolved when a bus is built (publishing) and when a subscription is made, so
+//! install the recorder before both; each counter moves with its [`SubscriptionStats`] twin.
+//!
+//! | name | labels |
+//! |---|---|
+//! | `infra_events_published_total` | `backend`, `outcome` (`ok`, `error`) |
+//! | `infra_events_received_total` | `topic`, `backend` |
+//! | `infra_events_handled_total` | `topic`, `backend`, `outcome` (`ok`, `error`, `panic`) |
+//! | `infra_events_dropped_total` | `topic`, `backend` |
+//! | `infra_events_gaps_total` | `topic`, `backend` |
+//! | `infra_events_redelivered_total` | `topic`, `backend="redis_streams"` |
+//! | `infra_events_dead_lettered_total` | `topic`, `backend="redis_streams"` |
+//! | `infra_events_trimmed_total` | `topic`, `backend="redis_streams"` |
+//!
+//! A stream ([`EventStream`]) counts each event it yields as handled `ok`.
+//!
 //! # Example
 //!
 //! ```
@@ -87,6 +108,7 @@ mod error;
 mod ext;
 mod factory;
 mod handler;
+mod metrics;
 mod pattern;
 mod publish;
 #[cfg(feature = "resilience")]

@@ -15,6 +15,7 @@ use crate::{
     Envelope, EventStream, Handler, PublishFuture, Published, Result, SubscribeOptions, Subscription,
     SubscriptionStats, Topic,
     bus::{Attached, EventBus, Overflow},
+    metrics::{MEMORY, PublishMetrics},
 };
 
 /// An in-process [`EventBus`]: the embedded default for development and tests.
@@ -35,6 +36,9 @@ pub struct MemoryBus {
 
 struct Inner {
     source: String,
+    /// The `backend` label of its metrics: `memory`, or the Redis bus it routes for.
+    backend: &'static str,
+    published: PublishMetrics,
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     next_id: AtomicU64,
     lost_upstream: AtomicU64,
@@ -80,10 +84,21 @@ impl fmt::Debug for MemoryBus {
 
 impl MemoryBus {
     /// A bus whose events name `source` as their publisher (a bot ID, a service name).
+    ///
+    /// Its metrics (`backend="memory"`, see the crate's "Metrics" section) go to the recorder
+    /// installed when it is built (publishing) and when each subscription is made: install it
+    /// first.
     pub fn new(source: impl Into<String>) -> Self {
+        Self::labelled(source.into(), MEMORY)
+    }
+
+    /// A bus whose metrics carry `backend` as their label (the Redis bus routes through one).
+    pub(crate) fn labelled(source: String, backend: &'static str) -> Self {
         Self {
             inner: Arc::new(Inner {
-                source: source.into(),
+                source,
+                backend,
+                published: PublishMetrics::new(backend),
                 subscribers: RwLock::new(Vec::new()),
                 next_id: AtomicU64::new(0),
                 lost_upstream: AtomicU64::new(0),
@@ -128,7 +143,7 @@ impl MemoryBus {
     pub(crate) fn attach(&self, topic: Topic, options: SubscribeOptions) -> Result<Attached> {
         options.check("memory", false)?;
         let (sender, receiver) = mpsc::channel(options.capacity);
-        let stats = Arc::new(SubscriptionStats::default());
+        let stats = Arc::new(SubscriptionStats::new(&topic, self.inner.backend));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let subscriber =
             Arc::new(Subscriber { id, topic, queue: sender, overflow: options.overflow, stats: stats.clone() });
@@ -192,6 +207,8 @@ impl Publish<'_> {
     pub(crate) fn poll_publish(&mut self) -> std::result::Result<Published, BoxFuture<'static, Result<Published>>> {
         let payload = self.payload.take().expect("PublishFuture polled after completion");
         let event = Envelope::new(self.channel, self.bus.inner.source.as_str(), payload);
+        // Counted once offered: a memory publish is never refused.
+        self.bus.inner.published.ok();
         match self.bus.offer_all(event, Route::All) {
             (published, waiting) if waiting.is_empty() => Ok(published),
             (published, waiting) => Err(Box::pin(async move { Ok(finish(published, waiting).await) })),
@@ -309,6 +326,7 @@ impl EventBus for MemoryBus {
             let mut results = Vec::with_capacity(events.len());
             for (channel, payload) in events {
                 let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+                self.inner.published.ok();
                 results.push(Ok(self.route(event, Route::All).await));
             }
             Ok(results)

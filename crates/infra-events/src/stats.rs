@@ -8,33 +8,76 @@ use std::{
     },
 };
 
+use metrics::Counter;
+
+use crate::{Topic, metrics::SubscriptionMetrics};
+
 /// Counters of one subscription, readable while it runs.
-#[derive(Debug, Default)]
+///
+/// A subscription made by a bus also records each counter as a metric (see the crate's
+/// "Metrics" section), through handles resolved when it subscribed: install the recorder before
+/// subscribing. `task_failures` has no metric (each one is an ERROR line).
+#[derive(Debug)]
 pub struct SubscriptionStats {
     received: OwnLine,
-    handled: AtomicU64,
-    errors: AtomicU64,
-    panics: AtomicU64,
-    dropped: AtomicU64,
-    gaps: AtomicU64,
-    redelivered: AtomicU64,
-    dead_lettered: AtomicU64,
-    trimmed: AtomicU64,
-    task_failures: AtomicU64,
+    handled: Counted,
+    errors: Counted,
+    panics: Counted,
+    dropped: Counted,
+    gaps: Counted,
+    redelivered: Counted,
+    dead_lettered: Counted,
+    trimmed: Counted,
+    task_failures: Counted,
     last_error: Mutex<Option<String>>,
 }
 
-/// A counter alone on its cache line: publishers write `received` for every event while the
-/// subscription's task writes `handled`, and sharing a line would move it between their cores
-/// twice per event.
-#[derive(Default)]
+impl Default for SubscriptionStats {
+    /// Counters that record no metric.
+    fn default() -> Self {
+        Self::with_metrics(SubscriptionMetrics::noop())
+    }
+}
+
+/// A count and its metric, moved together by [`Counted::add`], the only way either moves.
+struct Counted {
+    count: AtomicU64,
+    metric: Counter,
+}
+
+impl Counted {
+    fn new(metric: Counter) -> Self {
+        Self { count: AtomicU64::new(0), metric }
+    }
+
+    /// Adds `n`; returns the new count.
+    #[inline]
+    fn add(&self, n: u64) -> u64 {
+        self.metric.increment(n);
+        self.count.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    fn load(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for Counted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.count, f)
+    }
+}
+
+/// A counter alone on its cache line (with its metric handle, which publishers read with it):
+/// publishers write `received` for every event while the subscription's task writes `handled`,
+/// and sharing a line would move it between their cores twice per event.
 #[repr(align(64))]
-struct OwnLine(AtomicU64);
+struct OwnLine(Counted);
 
 impl std::ops::Deref for OwnLine {
-    type Target = AtomicU64;
+    type Target = Counted;
 
-    fn deref(&self) -> &AtomicU64 {
+    fn deref(&self) -> &Counted {
         &self.0
     }
 }
@@ -49,17 +92,51 @@ macro_rules! counter {
     ($($(#[$doc:meta])* $name:ident, $add:ident;)*) => {$(
         $(#[$doc])*
         pub fn $name(&self) -> u64 {
-            self.$name.load(Ordering::Relaxed)
+            self.$name.load()
         }
 
         #[cfg_attr(not(feature = "redis"), allow(dead_code, reason = "some counters only move on redis"))]
         pub(crate) fn $add(&self) -> u64 {
-            self.$name.fetch_add(1, Ordering::Relaxed) + 1
+            self.$name.add(1)
         }
     )*};
 }
 
 impl SubscriptionStats {
+    /// The counters of a subscription to `topic` on a `backend` bus, each also recorded as its
+    /// metric (handles resolved now, from the recorder current here).
+    #[cfg_attr(not(feature = "memory"), allow(dead_code, reason = "no backend compiled in"))]
+    pub(crate) fn new(topic: &Topic, backend: &'static str) -> Self {
+        Self::with_metrics(SubscriptionMetrics::new(topic, backend))
+    }
+
+    fn with_metrics(metrics: SubscriptionMetrics) -> Self {
+        let SubscriptionMetrics {
+            received,
+            handled,
+            errors,
+            panics,
+            dropped,
+            gaps,
+            redelivered,
+            dead_lettered,
+            trimmed,
+        } = metrics;
+        Self {
+            received: OwnLine(Counted::new(received)),
+            handled: Counted::new(handled),
+            errors: Counted::new(errors),
+            panics: Counted::new(panics),
+            dropped: Counted::new(dropped),
+            gaps: Counted::new(gaps),
+            redelivered: Counted::new(redelivered),
+            dead_lettered: Counted::new(dead_lettered),
+            trimmed: Counted::new(trimmed),
+            task_failures: Counted::new(Counter::noop()),
+            last_error: Mutex::new(None),
+        }
+    }
+
     counter! {
         /// Events queued for this subscriber.
         received, add_received;
@@ -94,7 +171,7 @@ impl SubscriptionStats {
 
     /// Counts `lost` more events as [`dropped`](SubscriptionStats::dropped).
     pub(crate) fn add_dropped_many(&self, lost: u64) {
-        self.dropped.fetch_add(lost, Ordering::Relaxed);
+        self.dropped.add(lost);
     }
 
     /// The message of the last error a handler returned, as logged (for a

@@ -26,6 +26,7 @@ use crate::{
     Envelope, EventBus, EventId, EventStream, EventsError, Handler, PublishFuture, Published, Result, SubscribeOptions,
     Subscription, Topic,
     memory::MemoryBus,
+    metrics::{PublishMetrics, REDIS},
     redis::{command_error, connect_error},
 };
 
@@ -42,6 +43,9 @@ const SUBSCRIBER_BUFFER: usize = 1 << 17;
 /// when dropped outside it (if that runtime is gone, its tasks are gone too), so nothing keeps
 /// reconnecting. Subscriptions outlive neither: once the bus is closed or dropped they receive
 /// nothing more.
+///
+/// Metrics (`backend="redis"`, see the crate's "Metrics" section) go to the recorder installed
+/// when the bus is built (publishing) and when each subscription is made: install it first.
 #[derive(Clone)]
 pub struct RedisBus {
     inner: Arc<Inner>,
@@ -55,6 +59,7 @@ struct Inner {
     connected_publisher: WithOptions<Client>,
     subscriber: Connection<SubscriberClient>,
     local: MemoryBus,
+    published: PublishMetrics,
     source: String,
     prefix: String,
     url: String,
@@ -110,7 +115,8 @@ impl RedisBus {
                 publisher: Connection::new(publisher, url, connect_timeout),
                 connected_publisher,
                 subscriber: Connection::new(subscriber, url, connect_timeout),
-                local: MemoryBus::new(source),
+                local: MemoryBus::labelled(source.to_owned(), REDIS),
+                published: PublishMetrics::new(REDIS),
                 source: source.to_owned(),
                 prefix: format!("{namespace}:"),
                 url: url.redacted(),
@@ -255,10 +261,15 @@ impl EventBus for RedisBus {
 
     fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
         PublishFuture::new(async move {
-            self.start_publisher().await?;
-            let event = Envelope::new(channel, self.inner.source.as_str(), payload);
-            let receivers = self.inner.publish(channel, event.to_wire()).await?;
-            Ok(published(event.id, receivers))
+            let result = async {
+                self.start_publisher().await?;
+                let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+                let receivers = self.inner.publish(channel, event.to_wire()).await?;
+                Ok(published(event.id, receivers))
+            }
+            .await;
+            self.inner.published.outcome(&result);
+            result
         })
     }
 
@@ -266,31 +277,11 @@ impl EventBus for RedisBus {
         &'a self,
         events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
+        let count = events.len();
         Box::pin(async move {
-            self.start_publisher().await?;
-            let pipeline = self.inner.publisher.client().pipeline();
-            let mut ids = Vec::with_capacity(events.len());
-            let inner = &self.inner;
-            let error = |channel: &str, e| {
-                command_error(&inner.url, inner.timeout, "publish", || inner.redis_channel(channel), e)
-            };
-            let mut channels = Vec::with_capacity(events.len());
-            for (channel, payload) in events {
-                let event = Envelope::new(channel, inner.source.as_str(), payload);
-                ids.push(event.id);
-                let () = pipeline
-                    .publish(inner.redis_channel(channel), event.to_wire())
-                    .await
-                    .map_err(|e| error(channel, e))?;
-                channels.push(channel);
-            }
-            let replies: Vec<std::result::Result<i64, infra_redis::fred::error::Error>> = pipeline.try_all().await;
-            Ok(ids
-                .into_iter()
-                .zip(channels)
-                .zip(replies)
-                .map(|((id, channel), reply)| reply.map(|n| published(id, n)).map_err(|e| error(channel, e)))
-                .collect())
+            let result = self.pipeline(events).await;
+            self.inner.published.batch(count, &result);
+            result
         })
     }
 
@@ -323,6 +314,33 @@ impl EventBus for RedisBus {
     /// [`RedisBus::ping`].
     fn ping(&self) -> BoxFuture<'_, Result<Duration>> {
         Box::pin(RedisBus::ping(self))
+    }
+}
+
+impl RedisBus {
+    /// Publishes `events` in one pipeline (uncounted: [`EventBus::publish_batch`] counts).
+    async fn pipeline(&self, events: Vec<(&str, serde_json::Value)>) -> Result<Vec<Result<Published>>> {
+        self.start_publisher().await?;
+        let pipeline = self.inner.publisher.client().pipeline();
+        let mut ids = Vec::with_capacity(events.len());
+        let inner = &self.inner;
+        let error =
+            |channel: &str, e| command_error(&inner.url, inner.timeout, "publish", || inner.redis_channel(channel), e);
+        let mut channels = Vec::with_capacity(events.len());
+        for (channel, payload) in events {
+            let event = Envelope::new(channel, inner.source.as_str(), payload);
+            ids.push(event.id);
+            let () =
+                pipeline.publish(inner.redis_channel(channel), event.to_wire()).await.map_err(|e| error(channel, e))?;
+            channels.push(channel);
+        }
+        let replies: Vec<std::result::Result<i64, infra_redis::fred::error::Error>> = pipeline.try_all().await;
+        Ok(ids
+            .into_iter()
+            .zip(channels)
+            .zip(replies)
+            .map(|((id, channel), reply)| reply.map(|n| published(id, n)).map_err(|e| error(channel, e)))
+            .collect())
     }
 }
 

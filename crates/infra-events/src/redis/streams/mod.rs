@@ -29,7 +29,9 @@ use self::{
 use super::{closed_error, command_error, connect_error};
 use crate::{
     Envelope, EventBus, EventId, EventStream, EventsError, Handler, Position, PublishFuture, Published, Result, Start,
-    SubscribeOptions, Subscription, SubscriptionStats, Topic, bus::Detach,
+    SubscribeOptions, Subscription, SubscriptionStats, Topic,
+    bus::Detach,
+    metrics::{DURABLE, PublishMetrics},
 };
 
 /// Tuning of the durable mode; [`DurableOptions::from_config`] reads it from [`EventsConfig`].
@@ -123,6 +125,10 @@ impl DurableOptions {
 /// connected from even when dropped outside it (if that runtime is gone, its tasks are gone
 /// too), so nothing keeps reconnecting; subscriptions still running go on until they are
 /// dropped or unsubscribed, then close their own connections the same way.
+///
+/// Metrics (`backend="redis_streams"`, see the crate's "Metrics" section) go to the recorder
+/// installed when the bus is built (publishing) and when each subscription is made: install it
+/// first.
 #[derive(Clone)]
 pub struct DurableBus {
     inner: Arc<Inner>,
@@ -137,6 +143,7 @@ struct Inner {
     connect_timeout: Duration,
     options: DurableOptions,
     consumers: Arc<Registry>,
+    published: PublishMetrics,
 }
 
 impl fmt::Debug for DurableBus {
@@ -187,6 +194,7 @@ impl DurableBus {
                 connect_timeout,
                 options,
                 consumers: Registry::new(),
+                published: PublishMetrics::new(DURABLE),
             }),
         })
     }
@@ -300,6 +308,8 @@ impl DurableBus {
         let reader = infra_redis::client(&inner.url, &options).map_err(|e| connect_error(inner.publisher.url(), e))?;
         let reader = Connection::new(reader, &inner.url, inner.connect_timeout);
         reader.connect().await.map_err(|e| connect_error(reader.url(), e))?;
+        // Resolved now, from the recorder current where it subscribes.
+        let stats = Arc::new(SubscriptionStats::new(&Topic::Channel(channel.clone()), DURABLE));
         let consumer = Consumer {
             reader,
             timeout: inner.timeout,
@@ -312,7 +322,7 @@ impl DurableBus {
             block,
             options: inner.options.clone(),
             sink,
-            stats: Arc::new(SubscriptionStats::default()),
+            stats,
         };
         if let Err(error) = consumer.create_group(&start).await {
             consumer.reader.close().await;
@@ -335,17 +345,22 @@ impl EventBus for DurableBus {
     /// Appends the event to its stream; [`Published::position`] is its entry.
     fn publish<'a>(&'a self, channel: &'a str, payload: serde_json::Value) -> PublishFuture<'a> {
         PublishFuture::new(async move {
-            self.start().await?;
-            let event = Envelope::new(channel, self.inner.source.as_str(), payload);
-            let key = self.stream_key(channel);
-            let entry: Value = self
-                .inner
-                .publisher
-                .client()
-                .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
-                .await
-                .map_err(|e| self.error("publish", &key, e))?;
-            Ok(stored(event.id, entry))
+            let result = async {
+                self.start().await?;
+                let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+                let key = self.stream_key(channel);
+                let entry: Value = self
+                    .inner
+                    .publisher
+                    .client()
+                    .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                    .await
+                    .map_err(|e| self.error("publish", &key, e))?;
+                Ok(stored(event.id, entry))
+            }
+            .await;
+            self.inner.published.outcome(&result);
+            result
         })
     }
 
@@ -353,27 +368,11 @@ impl EventBus for DurableBus {
         &'a self,
         events: Vec<(&'a str, serde_json::Value)>,
     ) -> BoxFuture<'a, Result<Vec<Result<Published>>>> {
+        let count = events.len();
         Box::pin(async move {
-            self.start().await?;
-            let pipeline = self.inner.publisher.client().pipeline();
-            let mut sent = Vec::with_capacity(events.len());
-            for (channel, payload) in events {
-                let event = Envelope::new(channel, self.inner.source.as_str(), payload);
-                let key = self.stream_key(channel);
-                let () = pipeline
-                    .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
-                    .await
-                    .map_err(|e| self.error("publish_batch", &key, e))?;
-                sent.push((event.id, key));
-            }
-            let replies: Vec<std::result::Result<Value, FredError>> = pipeline.try_all().await;
-            Ok(sent
-                .into_iter()
-                .zip(replies)
-                .map(|((id, key), reply)| {
-                    reply.map(|entry| stored(id, entry)).map_err(|e| self.error("publish_batch", &key, e))
-                })
-                .collect())
+            let result = self.append_batch(events).await;
+            self.inner.published.batch(count, &result);
+            result
         })
     }
 
@@ -414,6 +413,32 @@ impl EventBus for DurableBus {
             let (stats, detach, _task) = self.consume(topic, Sink::Queue(queue), options).await?;
             Ok(EventStream::from_queue(receiver, stats, detach))
         })
+    }
+}
+
+impl DurableBus {
+    /// Appends `events` in one pipeline (uncounted: [`EventBus::publish_batch`] counts).
+    async fn append_batch(&self, events: Vec<(&str, serde_json::Value)>) -> Result<Vec<Result<Published>>> {
+        self.start().await?;
+        let pipeline = self.inner.publisher.client().pipeline();
+        let mut sent = Vec::with_capacity(events.len());
+        for (channel, payload) in events {
+            let event = Envelope::new(channel, self.inner.source.as_str(), payload);
+            let key = self.stream_key(channel);
+            let () = pipeline
+                .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                .await
+                .map_err(|e| self.error("publish_batch", &key, e))?;
+            sent.push((event.id, key));
+        }
+        let replies: Vec<std::result::Result<Value, FredError>> = pipeline.try_all().await;
+        Ok(sent
+            .into_iter()
+            .zip(replies)
+            .map(|((id, key), reply)| {
+                reply.map(|entry| stored(id, entry)).map_err(|e| self.error("publish_batch", &key, e))
+            })
+            .collect())
     }
 }
 
