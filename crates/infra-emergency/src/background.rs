@@ -195,9 +195,17 @@ impl Inner {
             pid: std::process::id(),
             version: self.options.version.clone(),
             at_ms: self.clock.now_ms(),
+            limits: self
+                .limits
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(|(name, track)| Some((name.clone(), track.utilization?)))
+                .collect(),
         };
-        if let Err(error) = self.log.beat(&heartbeat, self.options.heartbeat_ttl).await {
-            tracing::debug!(target: "infra_emergency", %error, "writing the heartbeat failed");
+        match self.log.beat(&heartbeat, self.options.heartbeat_ttl).await {
+            Ok(()) => self.metrics.heartbeat.set(crate::metrics::seconds(heartbeat.at_ms)),
+            Err(error) => tracing::debug!(target: "infra_emergency", %error, "writing the heartbeat failed"),
         }
     }
 

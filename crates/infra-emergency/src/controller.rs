@@ -25,6 +25,7 @@ use crate::{
     gate::Gate,
     limits::Track,
     log::Log,
+    metrics::ControllerMetrics,
     notify::{CallbackSubscription, EVENT_CAPACITY, EmergencyEvent, spawn_callback},
     options::Clock,
     state::check_bot_id,
@@ -157,6 +158,8 @@ pub(crate) struct Inner {
     /// A commit left the pointer and the heartbeat for the background task.
     pub(crate) housekeeping: AtomicBool,
     pub(crate) closed: AtomicBool,
+    /// Metric handles, resolved at start.
+    pub(crate) metrics: ControllerMetrics,
 }
 
 impl Inner {
@@ -243,8 +246,9 @@ impl EmergencyController {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmergencyError::NoRuntime)?;
         let bot = Scope::Bot(config.bot_id.clone());
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (metrics, gauges) = ControllerMetrics::new(&config.bot_id, options.bot_gauges, &store);
         let inner = Arc::new(Inner {
-            gate: Gate::new(bot.clone(), config.fail_closed),
+            gate: Gate::new(bot.clone(), config.fail_closed, gauges),
             config: config.clone(),
             bot,
             options,
@@ -264,6 +268,7 @@ impl EmergencyController {
             unavailable_reported: AtomicBool::new(false),
             housekeeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            metrics,
         });
         // Subscribe first, so nothing committed after the read below goes unnoticed.
         inner.ensure_subscribed(false).await;
@@ -432,6 +437,18 @@ impl EmergencyController {
     /// whether it has applied the latest global transition.
     pub async fn fleet(&self) -> Result<Vec<FleetMember>, EmergencyError> {
         self.inner.fleet().await
+    }
+
+    /// Reads the [`fleet`](Self::fleet) and records it with
+    /// [`record_fleet_metrics`](crate::record_fleet_metrics), leaving out this controller's own
+    /// bot (its own gauges are fresher than its heartbeat, and an operator tool's controller is
+    /// not a bot of the fleet); returns the fleet. Meant to run on each scrape of a process
+    /// that exports the fleet: one listing of the heartbeats in the store.
+    pub async fn record_fleet_metrics(&self) -> Result<Vec<FleetMember>, EmergencyError> {
+        let mut fleet = self.fleet().await?;
+        fleet.retain(|member| member.heartbeat.bot != self.bot_id());
+        crate::metrics::record_fleet_metrics(&fleet);
+        Ok(fleet)
     }
 
     /// Reads both scopes from the store now (the background task does it every resync

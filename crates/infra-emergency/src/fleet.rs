@@ -1,6 +1,6 @@
 //! Heartbeats and the fleet view.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +8,7 @@ use crate::EmergencyState;
 
 /// What a controller writes to the store every resync interval (and right after it applies a
 /// transition), with a TTL: which state it applies and the last transitions it has seen.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Heartbeat {
     /// The bot.
@@ -30,10 +30,14 @@ pub struct Heartbeat {
     pub version: String,
     /// When it was written, in milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// Utilization (used / limit, 1.0 at the limit) of each risk limit at its last check, by
+    /// limit name (absent from heartbeats of older versions).
+    #[serde(default)]
+    pub limits: BTreeMap<String, f64>,
 }
 
 /// One bot of the fleet, as [`fleet`](crate::EmergencyController::fleet) lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct FleetMember {
     /// Its last heartbeat.

@@ -8,7 +8,7 @@ use std::sync::{
 
 use tokio::sync::watch;
 
-use crate::{AuditRecord, EmergencyState, Scope};
+use crate::{AuditRecord, EmergencyState, Scope, metrics::StateGauges};
 
 /// The reason given while the store could not be read at start and `fail_closed` is set.
 pub const STATE_UNAVAILABLE: &str = "state unavailable";
@@ -131,18 +131,23 @@ pub(crate) struct Gate {
     layers: Mutex<Layers>,
     status: watch::Sender<Status>,
     bot: Scope,
+    /// `infra_emergency_state{bot,state}`: follows the effective state.
+    gauges: StateGauges,
 }
 
 impl Gate {
-    /// A gate for `bot`; `unavailable`: start halted with [`STATE_UNAVAILABLE`].
-    pub(crate) fn new(bot: Scope, unavailable: bool) -> Self {
+    /// A gate for `bot`; `unavailable`: start halted with [`STATE_UNAVAILABLE`]. `gauges`
+    /// follow the effective state from now on.
+    pub(crate) fn new(bot: Scope, unavailable: bool, gauges: StateGauges) -> Self {
         let layers = Layers { unavailable, never_read: true, ..Layers::default() };
         let status = layers.status(&bot);
+        gauges.set(status.state);
         Self {
             effective: AtomicU8::new(status.state as u8),
             layers: Mutex::new(layers),
             status: watch::Sender::new(status),
             bot,
+            gauges,
         }
     }
 
@@ -189,6 +194,11 @@ impl Gate {
         let status = layers.status(&self.bot);
         let after = status.state;
         self.effective.store(after as u8, Ordering::Release);
+        // Every change of the effective state passes here (commits, reads, bus messages), under
+        // the lock, so the gauges change in the same order as the state.
+        if after != before {
+            self.gauges.set(after);
+        }
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -223,7 +233,7 @@ mod tests {
     #[test]
     fn the_stricter_scope_wins_and_global_wins_ties() {
         let bot = Scope::bot("b").unwrap();
-        let gate = Gate::new(bot.clone(), false);
+        let gate = Gate::new(bot.clone(), false, StateGauges::noop());
         assert!(gate.can_trade() && gate.can_reduce());
         gate.update(|l| l.bot.confirmed = Some(record(bot.clone(), 1, EmergencyState::Alert, "near")));
         assert_eq!(
@@ -252,7 +262,7 @@ mod tests {
     #[test]
     fn fail_closed_start_halts_with_the_reason_until_cleared() {
         let bot = Scope::bot("b").unwrap();
-        let gate = Gate::new(bot.clone(), true);
+        let gate = Gate::new(bot.clone(), true, StateGauges::noop());
         let mut watch = gate.subscribe();
         let status = gate.status();
         assert_eq!(

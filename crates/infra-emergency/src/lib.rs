@@ -38,6 +38,34 @@
 //! `emergency:state:<scope>`, `emergency:heartbeat:<bot>`, under the store's namespace); the
 //! channel is `emergency` under the bus's namespace.
 //!
+//! # Metrics
+//!
+//! Recorded through the [`metrics`](https://docs.rs/metrics) facade (no exporter here); the
+//! catalog is `docs/observability/metrics.md`. Install the recorder **before** starting a
+//! controller: it resolves its handles at start (a risk limit's gauge at the limit's first
+//! check).
+//!
+//! | name | type | labels | recorded |
+//! |---|---|---|---|
+//! | `infra_emergency_state` | gauge | `bot`, `state` | 1 for the bot's effective state (the strictest of the global scope and its own, as [`state`](EmergencyController::state) answers), 0 for the three others; set at start and on every change, whether committed here or learned from the bus or a re-read |
+//! | `infra_emergency_transitions_total` | counter | `scope`, `from`, `to`, `source` | once per transition per process (below) |
+//! | `infra_risk_limit_utilization_ratio` | gauge | `bot`, `limit` | `current / limit` at every [`check_risk_limit`](EmergencyController::check_risk_limit) (0 on the other side of zero) |
+//! | `infra_emergency_heartbeat_timestamp_seconds` | gauge | `bot` | the Unix time of the heartbeat this controller last wrote |
+//!
+//! A transition is counted by the first controller of the process that commits it or applies
+//! it: a controller counts a transition of a scope it applies (global, its bot's) when it
+//! first applies its record, whether it committed it, read it from the store or confirmed a
+//! bus message, and a transition it commits for another bot's scope when it commits it.
+//! Controllers of one process that share a store (the same `Arc`) count each transition
+//! (scope and sequence) once between them; the state restored at start is not counted; a
+//! controller that was several transitions behind counts the latest only (the one it
+//! applies).
+//!
+//! A process that is not a bot (an operator tool) exports the whole fleet from the
+//! heartbeats with [`record_fleet_metrics`] or
+//! [`EmergencyController::record_fleet_metrics`] on each scrape, and starts its own
+//! controller with [`ControllerOptions::bot_gauges`] off.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
@@ -86,6 +114,7 @@ mod fleet;
 mod gate;
 mod limits;
 mod log;
+mod metrics;
 mod notify;
 mod options;
 mod record;
@@ -98,6 +127,7 @@ pub use error::EmergencyError;
 pub use fleet::{FleetMember, Heartbeat};
 pub use gate::{STATE_UNAVAILABLE, Status};
 pub use limits::{LimitCheck, LimitOptions, LimitStatus};
+pub use metrics::record_fleet_metrics;
 pub use notify::{CallbackSubscription, EmergencyEvent};
 pub use options::ControllerOptions;
 pub use record::AuditRecord;

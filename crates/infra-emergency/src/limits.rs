@@ -66,16 +66,26 @@ pub struct LimitCheck {
 }
 
 /// What a controller remembers of one limit.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Track {
     options: LimitOptions,
     consecutive: u32,
     status: LimitStatus,
+    /// Used / limit at the last check (`None`: never checked), carried by the heartbeat.
+    pub(crate) utilization: Option<f64>,
+    /// `infra_risk_limit_utilization_ratio{bot,limit}`, resolved at the first check.
+    gauge: Option<metrics::Gauge>,
 }
 
 impl Default for Track {
     fn default() -> Self {
-        Self { options: LimitOptions::default(), consecutive: 0, status: LimitStatus::Within }
+        Self {
+            options: LimitOptions::default(),
+            consecutive: 0,
+            status: LimitStatus::Within,
+            utilization: None,
+            gauge: None,
+        }
     }
 }
 
@@ -103,6 +113,9 @@ impl EmergencyController {
     /// - back within every limit's alert threshold, a rule's alert is cleared (a halt never is:
     ///   only a person resumes).
     ///
+    /// Every check sets `infra_risk_limit_utilization_ratio{bot,limit=name}` to
+    /// `current / limit` (0 when `current` is on the other side of zero).
+    ///
     /// Several named limits are tracked independently. A check that changes nothing does no
     /// I/O. A NaN or infinite value, a zero or non-finite limit, or an empty name is
     /// [`EmergencyError::InvalidLimit`].
@@ -127,6 +140,9 @@ impl EmergencyController {
         let (status, others_alerting) = {
             let mut limits = self.inner.limits.lock().unwrap_or_else(PoisonError::into_inner);
             let track = limits.entry(name.to_owned()).or_default();
+            let utilization = crate::metrics::utilization(current, limit);
+            track.utilization = Some(utilization);
+            track.gauge.get_or_insert_with(|| self.inner.metrics.risk_limit(name)).set(utilization);
             let breached = reached(current, limit, limit);
             track.consecutive = if breached { track.consecutive.saturating_add(1) } else { 0 };
             let needed = track.options.confirmations;

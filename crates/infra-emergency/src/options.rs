@@ -34,6 +34,11 @@ pub struct ControllerOptions {
     pub host: String,
     /// The version named in the heartbeat (a bot puts its own). Default: this crate's.
     pub version: String,
+    /// Whether the controller records its bot's gauges (`infra_emergency_state`, the heartbeat
+    /// time, risk-limit utilization; see the crate's "Metrics" section). Default on; an operator
+    /// tool whose controller is not a trading bot turns them off (it still counts the
+    /// transitions it commits or applies).
+    pub bot_gauges: bool,
 }
 
 impl Default for ControllerOptions {
@@ -45,6 +50,7 @@ impl Default for ControllerOptions {
             channel: "emergency".to_owned(),
             host: host_name(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            bot_gauges: true,
         }
     }
 }
@@ -89,6 +95,13 @@ impl ControllerOptions {
     #[must_use]
     pub fn version(mut self, version: impl Into<String>) -> Self {
         self.version = version.into();
+        self
+    }
+
+    /// Sets [`ControllerOptions::bot_gauges`].
+    #[must_use]
+    pub fn bot_gauges(mut self, on: bool) -> Self {
+        self.bot_gauges = on;
         self
     }
 

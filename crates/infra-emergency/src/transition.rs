@@ -117,6 +117,9 @@ impl Inner {
     async fn committed(&self, record: &AuditRecord) {
         if self.tracks(&record.scope).is_some() {
             self.apply(&record.scope, Some(record.clone()), None);
+        } else {
+            // Not applied here (another bot's scope): counted as committed; `apply` counts the rest.
+            self.metrics.transition(record);
         }
         let payload = serde_json::to_value(record).unwrap_or(serde_json::Value::Null);
         if let Err(error) = self.bus.publish(&self.options.channel, payload).await {
@@ -139,8 +142,10 @@ impl Inner {
         record: Option<AuditRecord>,
         read: Option<ReadAt>,
     ) -> Option<AuditRecord> {
-        let ((new, lost), before, after) = self.gate.update(|layers| {
+        let ((new, lost, baseline), before, after) = self.gate.update(|layers| {
             let view = layers.view_mut(scope);
+            // The first read of a scope restores what was committed before this controller ran.
+            let baseline = read.is_some() && !view.known;
             let (current, seq) = (view.seq(), record.as_ref().map_or(0, |r| r.seq));
             if let Some((provisional, epoch)) = &view.provisional
                 && (seq >= provisional.seq || read.is_some_and(|r| r.epoch >= *epoch))
@@ -157,9 +162,15 @@ impl Inner {
             if read.is_some() {
                 view.known = true;
             }
-            outcome
+            (outcome.0, outcome.1, baseline)
         });
         if let Some(record) = new {
+            // Each record of a tracked scope becomes new here once (sequences only grow), whether
+            // committed here, read from the store or confirmed after a bus message; a restored
+            // one is not a transition of this run.
+            if !baseline {
+                self.metrics.transition(&record);
+            }
             let _ = self.events.send(EmergencyEvent::Transition { record, previous: before, effective: after });
         }
         lost
