@@ -1,10 +1,11 @@
 //! A client that connects on first use within a bound, and that can be closed.
 
 use std::{
+    collections::HashSet,
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -14,6 +15,7 @@ use fred::{
     types::ConnectHandle,
 };
 use infra_config::RedisUrl;
+use metrics::Counter;
 use tokio::runtime::Handle;
 
 use crate::{Failure, RedisError};
@@ -35,6 +37,9 @@ const CONNECT_POLL: Duration = Duration::from_millis(5);
 /// - Dropping a connection that was not closed sends `QUIT` in the background on the runtime it
 ///   connected from, even when dropped outside that runtime (or aborts the connection task if
 ///   that runtime is gone), so no task goes on reconnecting forever.
+/// - Every time fred re-establishes a connection to a server it had connected to before, the
+///   connection counts a reconnect: [`Connection::reconnects`], and the metrics counter given
+///   to [`Connection::count_reconnects`] if any.
 pub struct Connection<C: RedisClient = Client> {
     client: C,
     url: String,
@@ -46,6 +51,26 @@ pub struct Connection<C: RedisClient = Client> {
     /// The last connection error fred reported, to explain a connect that timed out (a wrong
     /// password is retried like a network error and would otherwise only show as a timeout).
     last_error: Arc<Mutex<Option<Failure>>>,
+    reconnects: Arc<Reconnects>,
+}
+
+/// Reconnects seen so far, and where else to count them.
+struct Reconnects {
+    count: AtomicU64,
+    counter: Mutex<Counter>,
+}
+
+impl Default for Reconnects {
+    fn default() -> Self {
+        Self { count: AtomicU64::new(0), counter: Mutex::new(Counter::noop()) }
+    }
+}
+
+impl Reconnects {
+    fn add_one(&self) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.counter.lock().unwrap_or_else(PoisonError::into_inner).increment(1);
+    }
 }
 
 #[derive(Default)]
@@ -83,7 +108,22 @@ impl<C: RedisClient> Connection<C> {
             closed: AtomicBool::new(false),
             control: Mutex::default(),
             last_error: Arc::default(),
+            reconnects: Arc::default(),
         }
+    }
+
+    /// Also adds every reconnect to `counter` (a `metrics` counter the caller resolved, such as
+    /// `infra_state_reconnects_total{backend="redis"}`). Call it before the first connect.
+    #[must_use]
+    pub fn count_reconnects(self, counter: Counter) -> Self {
+        *self.reconnects.counter.lock().unwrap_or_else(PoisonError::into_inner) = counter;
+        self
+    }
+
+    /// Times a connection to a server was re-established after it had been connected once
+    /// (the first connection to each server is not a reconnect).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.count.load(Ordering::Relaxed)
     }
 
     /// The client. Use it after [`Connection::connect`] succeeded (or [`Connection::is_ready`]).
@@ -164,6 +204,17 @@ impl<C: RedisClient> Connection<C> {
             // Ends when the client quits, which closes fred's error channel.
             drop(self.client.on_error(move |(error, _server)| {
                 *last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(Failure::from(error));
+                async { Ok(()) }
+            }));
+            // fred announces every connection it establishes, the first ones included: a
+            // server announced again is a reconnect. Subscribed before the first connect.
+            let reconnects = Arc::clone(&self.reconnects);
+            let seen = Mutex::new(HashSet::new());
+            // Ends when the client quits, like the error listener.
+            drop(self.client.on_reconnect(move |server| {
+                if !seen.lock().unwrap_or_else(PoisonError::into_inner).insert(server) {
+                    reconnects.add_one();
+                }
                 async { Ok(()) }
             }));
         }

@@ -104,3 +104,38 @@ fn debug_shows_the_redacted_url_only() {
     let debug = format!("{connection:?}");
     assert!(debug.contains("redis://bot:***@127.0.0.1:1") && !debug.contains("hunter2"), "{debug}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_counts_one_reconnect_and_the_first_connection_none() {
+    let mut server = RedisServer::start().unwrap();
+    let counter = std::sync::Arc::new(AtomicCounter::default());
+    let connection =
+        connection(&server.url()).count_reconnects(metrics::Counter::from_arc(std::sync::Arc::clone(&counter)));
+    connection.connect().await.unwrap();
+    let () = connection.client().set("k", "v", None, None, false).await.unwrap();
+    assert_eq!(connection.reconnects(), 0);
+
+    server.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // fred announces the new connection from its own task: wait for the count, bounded.
+    while connection.reconnects() == 0 {
+        assert!(Instant::now() < deadline, "no reconnect counted");
+        let _ = connection.client().set::<(), _, _>("k", "v", None, None, false).await;
+    }
+    assert_eq!(connection.reconnects(), 1);
+    assert_eq!(counter.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the metrics counter saw it too");
+    connection.close().await;
+}
+
+/// A bare `metrics` counter, to see what the connection adds to it without a recorder.
+#[derive(Default)]
+struct AtomicCounter(std::sync::atomic::AtomicU64);
+
+impl metrics::CounterFn for AtomicCounter {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.fetch_max(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,6 +1,8 @@
 //! State benchmarks, each against a raw baseline in the same run:
 //! - `state/memory_get_vs_dashmap`, `state/memory_set_vs_dashmap`: the memory backend through
 //!   `Arc<dyn StateStore>` vs a bare `DashMap<String, Arc<str>>`;
+//! - `state/memory_get_with_recorder_vs_without`: the same `get` on a store built while a
+//!   Prometheus recorder was in effect (its counters resolved) vs one built without a recorder;
 //! - `state/redis_{set,get}_200_tasks_vs_fred`: ns per op with 200 concurrent tasks, ours vs raw
 //!   fred on the same throwaway server, same client settings;
 //! - `state/redis_get_sequential_vs_fred`: one task, one op at a time, the two sides alternating
@@ -82,6 +84,30 @@ fn memory(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // What recording costs a memory `get` once a real recorder resolved the store's handles.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let recorded: Arc<DynStateStore> = metrics::with_local_recorder(&recorder, || Arc::new(MemoryStore::new("bench")));
+    let bare: Arc<DynStateStore> = Arc::new(MemoryStore::new("bench"));
+    for key in &keys {
+        recorded.set(key, value.clone(), None).now_or_never().unwrap().unwrap();
+        bare.set(key, value.clone(), None).now_or_never().unwrap().unwrap();
+    }
+    let mut group = c.benchmark_group("state/memory_get_with_recorder_vs_without");
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(recorded.get(&keys[i]).now_or_never().unwrap().unwrap())
+        })
+    });
+    group.bench_function("baseline", |b| {
+        b.iter(|| {
+            i = (i + 1) % KEYS;
+            black_box(bare.get(&keys[i]).now_or_never().unwrap().unwrap())
+        })
+    });
+    group.finish();
+    drop(recorder);
 }
 
 /// A raw fred client with the same settings `RedisStore` uses.

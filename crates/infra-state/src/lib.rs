@@ -28,6 +28,25 @@
 //! docs/benchmarks.md). Hot paths can hold a concrete `redis::RedisStore`, whose inherent methods (same names, same semantics)
 //! skip the box.
 //!
+//! # Metrics
+//!
+//! Every store records through the [`metrics`](https://docs.rs/metrics) facade (names and labels
+//! in docs/observability/metrics.md). Install a recorder **before** building a store: a store
+//! resolves its metric handles once, when it is built ([`memory::MemoryStore::new`],
+//! [`redis::RedisStore::with_url`]), so a call records with one atomic add, and with a
+//! not-taken branch when no recorder was installed.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `infra_state_operations_total` | counter | `op`, `backend` (`memory`, `redis`), `outcome` (`ok`, `error`) |
+//! | `infra_state_operation_duration_seconds` | histogram | `op`, `backend="redis"`: each Redis-backed call's latency |
+//! | `infra_state_reconnects_total` | counter | `backend="redis"`: the connection re-established |
+//!
+//! `op` is `get`, `set`, `delete`, `exists`, `ttl`, `expire`, `increment`, `set_if_absent`
+//! ([`set_if_not_exists`](StateStore::set_if_not_exists)), `compare_and_swap`,
+//! `compare_and_delete`, `get_versioned`, `get_many`, `set_many`, `scan` (recorded when the
+//! stream ends or fails) and `ping`; `connect` and `close` are not counted.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
@@ -67,6 +86,8 @@
 
 mod error;
 mod factory;
+#[cfg(any(feature = "memory", feature = "redis"))]
+mod instruments;
 mod lock;
 #[cfg(feature = "resilience")]
 mod retry_class;

@@ -23,6 +23,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Versioned,
+    instruments::{Op, OpCounters},
     store::{check_key, ttl_millis},
     value::format_float,
 };
@@ -41,6 +42,10 @@ use crate::{
 ///
 /// Differences from Redis, by nature: [`StateStore::set_many`] writes key by key, so a reader may
 /// see part of a batch (Redis applies a batch at once).
+///
+/// Metrics: `infra_state_operations_total{op, backend="memory", outcome}` (see the crate docs).
+/// The handles are resolved in [`MemoryStore::new`], so install the recorder before building
+/// the store.
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -59,6 +64,7 @@ struct Inner {
     wake_reaper: Arc<Notify>,
     reaper_started: AtomicBool,
     generation: AtomicU64,
+    counters: OpCounters,
 }
 
 impl Drop for Inner {
@@ -102,7 +108,7 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store. Resolves its metric handles with the recorder in effect now.
     pub fn new(namespace: impl Into<String>) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -115,6 +121,7 @@ impl MemoryStore {
                 reaper_started: AtomicBool::new(false),
                 // 0 marks entries that never had a TTL, so no deadline can match them.
                 generation: AtomicU64::new(1),
+                counters: OpCounters::new("memory"),
             }),
         }
     }
@@ -324,8 +331,13 @@ fn redis_integer(text: &str) -> Option<i64> {
     if canonical { text.parse().ok() } else { None }
 }
 
-fn ready<'a, T>(result: Result<T>) -> StateFuture<'a, T> {
-    StateFuture::ready(result)
+impl MemoryStore {
+    /// Counts the call and hands its result back, ready.
+    #[inline(always)]
+    fn ready<'a, T>(&self, op: Op, result: Result<T>) -> StateFuture<'a, T> {
+        self.inner.counters.count(op, &result);
+        StateFuture::ready(result)
+    }
 }
 
 impl StateStore for MemoryStore {
@@ -338,60 +350,69 @@ impl StateStore for MemoryStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<StateValue>> {
-        ready(self.get_now(key))
+        self.ready(Op::Get, self.get_now(key))
     }
 
     fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        ready(self.set_now(key, value, ttl))
+        self.ready(Op::Set, self.set_now(key, value, ttl))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
-        ready(check_key(key).map(|()| {
-            let now = Instant::now();
-            let Some((_, entry)) = self.inner.map.remove(key) else { return false };
-            if entry.expires_at.is_some() {
-                self.inner.ttl_entries_gone(1);
-            }
-            entry.is_live(now)
-        }))
+        self.ready(
+            Op::Delete,
+            check_key(key).map(|()| {
+                let now = Instant::now();
+                let Some((_, entry)) = self.inner.map.remove(key) else { return false };
+                if entry.expires_at.is_some() {
+                    self.inner.ttl_entries_gone(1);
+                }
+                entry.is_live(now)
+            }),
+        )
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
-        ready(self.get_now(key).map(|value| value.is_some()))
+        self.ready(Op::Exists, self.get_now(key).map(|value| value.is_some()))
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
-        ready(check_key(key).map(|()| {
-            let now = Instant::now();
-            match self.inner.map.get(key) {
-                Some(entry) if entry.is_live(now) => match entry.expires_at {
-                    Some(at) => Ttl::Expires(Duration::from_millis((at - now).as_millis() as u64)),
-                    None => Ttl::Persistent,
-                },
-                _ => Ttl::Missing,
-            }
-        }))
+        self.ready(
+            Op::Ttl,
+            check_key(key).map(|()| {
+                let now = Instant::now();
+                match self.inner.map.get(key) {
+                    Some(entry) if entry.is_live(now) => match entry.expires_at {
+                        Some(at) => Ttl::Expires(Duration::from_millis((at - now).as_millis() as u64)),
+                        None => Ttl::Persistent,
+                    },
+                    _ => Ttl::Missing,
+                }
+            }),
+        )
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
-        ready((|| {
-            check_key(key)?;
-            let ms = ttl_millis(key, ttl)?;
-            let now = Instant::now();
-            let Some(mut entry) = self.inner.map.get_mut(key) else { return Ok(false) };
-            if !entry.is_live(now) {
-                return Ok(false);
-            }
-            let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
-            let at = now + Duration::from_millis(ms);
-            self.inner.count_replacement(entry.expires_at.is_some(), true);
-            entry.expires_at = Some(at);
-            entry.generation = generation;
-            // Scheduled once the shard is released (see the lock order).
-            drop(entry);
-            self.schedule(key, at, generation);
-            Ok(true)
-        })())
+        self.ready(
+            Op::Expire,
+            (|| {
+                check_key(key)?;
+                let ms = ttl_millis(key, ttl)?;
+                let now = Instant::now();
+                let Some(mut entry) = self.inner.map.get_mut(key) else { return Ok(false) };
+                if !entry.is_live(now) {
+                    return Ok(false);
+                }
+                let generation = self.inner.generation.fetch_add(1, Ordering::Relaxed);
+                let at = now + Duration::from_millis(ms);
+                self.inner.count_replacement(entry.expires_at.is_some(), true);
+                entry.expires_at = Some(at);
+                entry.generation = generation;
+                // Scheduled once the shard is released (see the lock order).
+                drop(entry);
+                self.schedule(key, at, generation);
+                Ok(true)
+            })(),
+        )
     }
 
     fn set_if_not_exists<'a>(
@@ -400,49 +421,57 @@ impl StateStore for MemoryStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, bool> {
-        ready((|| {
-            check_key(key)?;
-            let ttl = Self::ttl_of(key, ttl)?;
-            let now = Instant::now();
-            let (deadline, lost_ttl) = {
-                let slot = self.inner.map.entry(key.to_owned());
-                if let MapEntry::Occupied(live) = &slot
-                    && live.get().is_live(now)
-                {
-                    return Ok(false);
-                }
-                let entry = self.entry_value(value, ttl, Some(now));
-                let deadline = entry.deadline();
-                (deadline, self.replace(slot, entry))
-            };
-            self.after_write(key, deadline, lost_ttl);
-            Ok(true)
-        })())
+        self.ready(
+            Op::SetIfAbsent,
+            (|| {
+                check_key(key)?;
+                let ttl = Self::ttl_of(key, ttl)?;
+                let now = Instant::now();
+                let (deadline, lost_ttl) = {
+                    let slot = self.inner.map.entry(key.to_owned());
+                    if let MapEntry::Occupied(live) = &slot
+                        && live.get().is_live(now)
+                    {
+                        return Ok(false);
+                    }
+                    let entry = self.entry_value(value, ttl, Some(now));
+                    let deadline = entry.deadline();
+                    (deadline, self.replace(slot, entry))
+                };
+                self.after_write(key, deadline, lost_ttl);
+                Ok(true)
+            })(),
+        )
     }
 
     fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
-        ready(self.increment_now(key, by))
+        self.ready(Op::Increment, self.increment_now(key, by))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
-        ready(keys.iter().map(|key| self.get_now(key)).collect())
+        self.ready(Op::GetMany, keys.iter().map(|key| self.get_now(key)).collect())
     }
 
     fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        ready((|| {
-            // Validate everything first so a bad entry leaves the store untouched.
-            for (key, _) in entries {
-                check_key(key)?;
-                Self::ttl_of(key, ttl)?;
-            }
-            for (key, value) in entries {
-                self.set_now(key, value.clone(), ttl)?;
-            }
-            Ok(())
-        })())
+        self.ready(
+            Op::SetMany,
+            (|| {
+                // Validate everything first so a bad entry leaves the store untouched.
+                for (key, _) in entries {
+                    check_key(key)?;
+                    Self::ttl_of(key, ttl)?;
+                }
+                for (key, value) in entries {
+                    self.set_now(key, value.clone(), ttl)?;
+                }
+                Ok(())
+            })(),
+        )
     }
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
+        // Collected at once and never failing: counted here.
+        self.inner.counters.count_outcome(Op::Scan, false);
         let now = Instant::now();
         let keys: Vec<Result<String>> = self
             .inner
@@ -455,7 +484,10 @@ impl StateStore for MemoryStore {
     }
 
     fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>> {
-        ready(self.get_now(key).map(|value| value.map(|value| Versioned { version: value.version(), value })))
+        self.ready(
+            Op::GetVersioned,
+            self.get_now(key).map(|value| value.map(|value| Versioned { version: value.version(), value })),
+        )
     }
 
     fn compare_and_swap<'a>(
@@ -465,27 +497,34 @@ impl StateStore for MemoryStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome> {
-        ready(self.compare_and_swap_now(key, &expected, value, ttl))
+        self.ready(Op::CompareAndSwap, self.compare_and_swap_now(key, &expected, value, ttl))
     }
 
     fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {
-        ready(check_key(key).map(|()| {
-            let now = Instant::now();
-            // `remove_if` decides under the shard's write lock: atomic against every writer.
-            let matches = |_: &String, entry: &Entry| {
-                entry.is_live(now)
-                    && match &expected {
-                        Expected::Absent => false,
-                        Expected::Value(want) => want.as_str() == entry.value.as_str(),
-                        Expected::Version(want) => *want == entry.value.version(),
-                    }
-            };
-            let Some((_, entry)) = self.inner.map.remove_if(key, matches) else { return false };
-            if entry.expires_at.is_some() {
-                self.inner.ttl_entries_gone(1);
-            }
-            true
-        }))
+        self.ready(
+            Op::CompareAndDelete,
+            check_key(key).map(|()| {
+                let now = Instant::now();
+                // `remove_if` decides under the shard's write lock: atomic against every writer.
+                let matches = |_: &String, entry: &Entry| {
+                    entry.is_live(now)
+                        && match &expected {
+                            Expected::Absent => false,
+                            Expected::Value(want) => want.as_str() == entry.value.as_str(),
+                            Expected::Version(want) => *want == entry.value.version(),
+                        }
+                };
+                let Some((_, entry)) = self.inner.map.remove_if(key, matches) else { return false };
+                if entry.expires_at.is_some() {
+                    self.inner.ttl_entries_gone(1);
+                }
+                true
+            }),
+        )
+    }
+
+    fn ping(&self) -> StateFuture<'_, Duration> {
+        self.ready(Op::Ping, Ok(Duration::ZERO))
     }
 }
 

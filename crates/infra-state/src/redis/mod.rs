@@ -34,6 +34,7 @@ use infra_redis::{
 
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Versioned,
+    instruments::{CountedScan, Op, RedisMetrics},
     store::{check_key, error_stream, ttl_millis},
 };
 
@@ -64,6 +65,12 @@ use ops::clamp_ms;
 /// calls fail with [`StateError::Connection`]. A store dropped without `close()` (its last
 /// clone) sends `QUIT` in the background on the runtime it connected from, even when dropped
 /// outside it, so no task goes on reconnecting; commands still queued then may be cut short.
+///
+/// Metrics (see the crate docs): `infra_state_operations_total{op, backend="redis", outcome}`,
+/// `infra_state_operation_duration_seconds{op, backend="redis"}` (each call as the caller saw
+/// it, connecting and coalescing included) and `infra_state_reconnects_total{backend="redis"}`.
+/// The handles are resolved in [`RedisStore::with_url`] (and [`RedisStore::new`]), so install
+/// the recorder before building the store.
 #[derive(Clone)]
 pub struct RedisStore {
     shared: Arc<Shared>,
@@ -76,6 +83,7 @@ struct Shared {
     clustered: bool,
     operation_timeout: Duration,
     coalescer: Coalescer,
+    metrics: RedisMetrics,
 }
 
 impl fmt::Debug for RedisStore {
@@ -95,7 +103,8 @@ impl RedisStore {
         Self::with_url(url, &config.namespace, config.operation_timeout, config.connect_timeout)
     }
 
-    /// A store on `url` under `namespace`, with explicit timeouts. Does not connect.
+    /// A store on `url` under `namespace`, with explicit timeouts. Does not connect. Resolves
+    /// its metric handles with the recorder in effect now.
     pub fn with_url(
         url: &RedisUrl,
         namespace: &str,
@@ -110,14 +119,17 @@ impl RedisStore {
         };
         let clustered = infra_redis::is_clustered(url).map_err(setup)?;
         let client = infra_redis::client(url, &options).map_err(setup)?;
+        let metrics = RedisMetrics::new();
+        let connection = Connection::new(client, url, connect_timeout).count_reconnects(metrics.reconnects.clone());
         Ok(Self {
             shared: Arc::new(Shared {
-                connection: Connection::new(client, url, connect_timeout),
+                connection,
                 namespace: namespace.to_owned(),
                 prefix: format!("{namespace}:"),
                 clustered,
                 operation_timeout,
                 coalescer: Coalescer::default(),
+                metrics,
             }),
         })
     }
@@ -130,12 +142,12 @@ impl RedisStore {
 
     /// [`StateStore::ping`] without boxing the future: one `PING` round trip, timed.
     pub async fn ping(&self) -> Result<Duration> {
-        self.ping_once().await
+        self.timed(Op::Ping, self.ping_once()).await
     }
 
     /// [`StateStore::compare_and_delete`] without boxing the future.
     pub async fn compare_and_delete(&self, key: &str, expected: Expected) -> Result<bool> {
-        self.compare_and_delete_one(key, expected).await
+        self.timed(Op::CompareAndDelete, self.compare_and_delete_one(key, expected)).await
     }
 
     /// [`StateStore::close`] without boxing the future.
@@ -151,32 +163,32 @@ impl RedisStore {
     /// large, and boxing one per call shows under heavy concurrency (see docs/benchmarks.md).
     /// Same semantics as the trait methods.
     pub async fn get(&self, key: &str) -> Result<Option<StateValue>> {
-        self.get_one(key).await
+        self.timed(Op::Get, self.get_one(key)).await
     }
 
     /// [`StateStore::set`] without boxing the future.
     pub async fn set(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
-        self.set_one(key, value, ttl, false).await.map(drop)
+        self.timed(Op::Set, self.set_one(key, value, ttl, false)).await.map(drop)
     }
 
     /// [`StateStore::set_if_not_exists`] without boxing the future.
     pub async fn set_if_not_exists(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<bool> {
-        self.set_one(key, value, ttl, true).await
+        self.timed(Op::SetIfAbsent, self.set_one(key, value, ttl, true)).await
     }
 
     /// [`StateStore::increment`] without boxing the future.
     pub async fn increment(&self, key: &str, by: Number) -> Result<Number> {
-        self.increment_one(key, by).await
+        self.timed(Op::Increment, self.increment_one(key, by)).await
     }
 
     /// [`StateStore::get_many`] without boxing the future.
     pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<StateValue>>> {
-        self.get_many_values(keys).await
+        self.timed(Op::GetMany, self.get_many_values(keys)).await
     }
 
     /// [`StateStore::set_many`] without boxing the future.
     pub async fn set_many(&self, entries: &[(&str, StateValue)], ttl: Option<Duration>) -> Result<()> {
-        self.set_many_values(entries, ttl).await
+        self.timed(Op::SetMany, self.set_many_values(entries, ttl)).await
     }
 
     /// [`StateStore::compare_and_swap`] without boxing the future.
@@ -187,7 +199,12 @@ impl RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome> {
-        self.compare_and_swap_one(key, expected, value, ttl).await
+        self.timed(Op::CompareAndSwap, self.compare_and_swap_one(key, expected, value, ttl)).await
+    }
+
+    /// Awaits `call` and records it as `op`: its outcome and how long it took.
+    async fn timed<T>(&self, op: Op, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.shared.metrics.timed(op, call).await
     }
 
     /// The connected client, connecting on first use.
@@ -267,11 +284,12 @@ impl StateStore for RedisStore {
         match self.coalesced(key, |coalescer, full_key| coalescer.get(client, full_key)) {
             (in_flight, Some(reply)) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                Self::to_state_value(key, self.coalesced_reply("get", key, reply).await?)
+                let reply = async { Self::to_state_value(key, self.coalesced_reply("get", key, reply).await?) };
+                self.timed(Op::Get, reply).await
             }),
             (in_flight, None) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                self.get_one(key).await
+                self.timed(Op::Get, self.get_one(key)).await
             }),
         }
     }
@@ -286,35 +304,35 @@ impl StateStore for RedisStore {
         match self.coalesced(key, queue) {
             (in_flight, Some(reply)) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                self.coalesced_reply("set", key, reply).await.map(drop)
+                self.timed(Op::Set, self.coalesced_reply("set", key, reply)).await.map(drop)
             }),
             (in_flight, None) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                self.set_one(key, value, ttl, false).await.map(drop)
+                self.timed(Op::Set, self.set_one(key, value, ttl, false)).await.map(drop)
             }),
         }
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
-        StateFuture::new(async move {
+        StateFuture::new(self.timed(Op::Delete, async move {
             check_key(key)?;
             let client = self.client().await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
             Ok(removed > 0)
-        })
+        }))
     }
 
     fn exists<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
-        StateFuture::new(async move {
+        StateFuture::new(self.timed(Op::Exists, async move {
             check_key(key)?;
             let client = self.client().await?;
             let count: i64 = client.exists(self.full_key(key)).await.map_err(|e| self.error("exists", key, e))?;
             Ok(count > 0)
-        })
+        }))
     }
 
     fn ttl<'a>(&'a self, key: &'a str) -> StateFuture<'a, Ttl> {
-        StateFuture::new(async move {
+        StateFuture::new(self.timed(Op::Ttl, async move {
             check_key(key)?;
             let client = self.client().await?;
             let ms: i64 = client.pttl(self.full_key(key)).await.map_err(|e| self.error("ttl", key, e))?;
@@ -323,18 +341,18 @@ impl StateStore for RedisStore {
                 -1 => Ttl::Persistent,
                 ms => Ttl::Expires(Duration::from_millis(u64::try_from(ms).unwrap_or_default())),
             })
-        })
+        }))
     }
 
     fn expire<'a>(&'a self, key: &'a str, ttl: Duration) -> StateFuture<'a, bool> {
-        StateFuture::new(async move {
+        StateFuture::new(self.timed(Op::Expire, async move {
             check_key(key)?;
             let ms = clamp_ms(ttl_millis(key, ttl)?);
             let client = self.client().await?;
             let set: i64 =
                 client.pexpire(self.full_key(key), ms, None).await.map_err(|e| self.error("expire", key, e))?;
             Ok(set == 1)
-        })
+        }))
     }
 
     fn set_if_not_exists<'a>(
@@ -343,24 +361,25 @@ impl StateStore for RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, bool> {
-        StateFuture::new(self.set_one(key, value, ttl, true))
+        StateFuture::new(self.timed(Op::SetIfAbsent, self.set_one(key, value, ttl, true)))
     }
 
     fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
-        StateFuture::new(self.increment_one(key, by))
+        StateFuture::new(self.timed(Op::Increment, self.increment_one(key, by)))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
-        StateFuture::new(self.get_many_values(keys))
+        StateFuture::new(self.timed(Op::GetMany, self.get_many_values(keys)))
     }
 
     fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        StateFuture::new(self.set_many_values(entries, ttl))
+        StateFuture::new(self.timed(Op::SetMany, self.set_many_values(entries, ttl)))
     }
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
+        let started = std::time::Instant::now();
         let pattern = infra_redis::glob_prefix(&format!("{}{prefix}", self.shared.prefix));
-        futures::stream::once(async move { self.client().await })
+        let keys = futures::stream::once(async move { self.client().await })
             .map(move |client| match client {
                 Err(error) => error_stream(error),
                 Ok(client) => {
@@ -375,15 +394,15 @@ impl StateStore for RedisStore {
                         .boxed()
                 }
             })
-            .flatten()
-            .boxed()
+            .flatten();
+        CountedScan { stream: keys.boxed(), metrics: &self.shared.metrics, started, recorded: false }.boxed()
     }
 
     fn get_versioned<'a>(&'a self, key: &'a str) -> StateFuture<'a, Option<Versioned>> {
-        StateFuture::new(async move {
+        StateFuture::new(self.timed(Op::GetVersioned, async move {
             let value = self.get_one(key).await?;
             Ok(value.map(|value| Versioned { version: value.version(), value }))
-        })
+        }))
     }
 
     fn compare_and_swap<'a>(
@@ -393,11 +412,11 @@ impl StateStore for RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome> {
-        StateFuture::new(self.compare_and_swap_one(key, expected, value, ttl))
+        StateFuture::new(self.timed(Op::CompareAndSwap, self.compare_and_swap_one(key, expected, value, ttl)))
     }
 
     fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {
-        StateFuture::new(self.compare_and_delete_one(key, expected))
+        StateFuture::new(RedisStore::compare_and_delete(self, key, expected))
     }
 
     fn connect(&self) -> StateFuture<'_, ()> {
@@ -405,7 +424,7 @@ impl StateStore for RedisStore {
     }
 
     fn ping(&self) -> StateFuture<'_, Duration> {
-        StateFuture::new(self.ping_once())
+        StateFuture::new(RedisStore::ping(self))
     }
 
     fn close(&self) -> StateFuture<'_, ()> {
