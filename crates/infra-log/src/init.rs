@@ -6,7 +6,10 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
+        mpsc,
     },
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use infra_config::{LogFormat, LoggingConfig};
@@ -28,6 +31,11 @@ pub const DEFAULT_BUFFERED_LINES: usize = 128_000;
 /// The variable whose directives, when set, replace the configured level.
 pub const RUST_LOG: &str = "RUST_LOG";
 
+/// The counter of lines the non-blocking writer dropped (docs/observability/metrics.md).
+const LINES_DROPPED: &str = "infra_log_lines_dropped_total";
+/// How often the exported count of dropped lines catches up with the writer's.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
 /// Installs the global subscriber described by `config`, writing to stdout, and bridges the
 /// records of the `log` crate into it (see [`LogBuilder::init`]).
 ///
@@ -44,11 +52,19 @@ pub fn init_with_writer(config: &LoggingConfig, writer: impl Write + Send + 'sta
 
 /// Keeps the background writer alive; dropping it flushes what is buffered (waiting at most
 /// about a second) and reports on stderr how many lines were dropped, if any.
+///
+/// While it lives, the metric `infra_log_lines_dropped_total` (a counter without labels, one
+/// per process: keep one guard) follows [`dropped_lines`](Self::dropped_lines) within a
+/// second, and is exact once the guard is dropped. Unlike the other components' handles, it is
+/// looked up in the global recorder at each update (once a second, on a thread of its own), so
+/// the recorder may be installed after logging, as the facade does; logging a line costs
+/// nothing more.
 #[derive(Debug)]
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
     drops: Drops,
     worker: Option<WorkerGuard>,
+    metrics: Option<MetricsThread>,
 }
 
 impl LogGuard {
@@ -62,6 +78,11 @@ impl LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         drop(self.worker.take());
+        // The last update comes after the flush, so the exported total is final.
+        match self.metrics.take() {
+            Some(metrics) => metrics.stop(),
+            None => record_dropped(self.drops.lost()),
+        }
         let dropped = self.drops.lost();
         if dropped > 0 {
             eprintln!("infra-log: {dropped} log lines were dropped because the log sink was slower than the program");
@@ -194,7 +215,8 @@ impl LogBuilder {
                 tracing_subscriber::fmt::layer().fmt_fields(redact::RedactingFields).with_ansi(ansi).with_writer(sink),
             )),
         };
-        Ok((dispatch, LogGuard { drops, worker: Some(worker) }, max_level))
+        let metrics = MetricsThread::start(drops.clone());
+        Ok((dispatch, LogGuard { drops, worker: Some(worker), metrics }, max_level))
     }
 
     fn filter(&self) -> Result<Targets, LogError> {
@@ -247,9 +269,51 @@ struct Drops {
 }
 
 impl Drops {
-    /// Lines of the program lost so far.
+    /// Lines of the program lost so far. Never more than the true figure (a report about to be
+    /// written counts as our own loss until it is known to have found room), since the metric
+    /// it feeds can only go up.
     fn lost(&self) -> usize {
         self.counter.dropped_lines().saturating_sub(self.own.load(Ordering::Acquire))
+    }
+}
+
+/// Sets `infra_log_lines_dropped_total` to `lost` in the global recorder (a no-op without one).
+/// Looked up each time: rare (once a second), and the recorder may come after the logger.
+fn record_dropped(lost: usize) {
+    metrics::describe_counter!(LINES_DROPPED, metrics::Unit::Count, "Lines the non-blocking log sink dropped");
+    metrics::counter!(LINES_DROPPED).absolute(u64::try_from(lost).unwrap_or(u64::MAX));
+}
+
+/// The thread that copies the count of dropped lines into the metric every [`METRICS_EVERY`]:
+/// the writer's counter is only read there, so logging a line pays nothing for the metric.
+#[derive(Debug)]
+struct MetricsThread {
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl MetricsThread {
+    /// `None` when no thread can be started: the metric is then updated only when the guard is
+    /// dropped.
+    fn start(drops: Drops) -> Option<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("infra-log-metrics".into())
+            .spawn(move || {
+                // Ends when the guard drops its sender, after one last update.
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(METRICS_EVERY) {
+                    record_dropped(drops.lost());
+                }
+                record_dropped(drops.lost());
+            })
+            .ok()?;
+        Some(Self { stop, thread })
+    }
+
+    /// Makes the last update and waits for it.
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
     }
 }
 
@@ -278,11 +342,15 @@ impl Sink {
             format!("{time}  WARN infra_log: {message} dropped_lines={lost} dropped_lines_total={dropped}\n")
         };
         let before = drops.counter.dropped_lines();
+        // Counted as our own loss before the writer can count it, so that `lost` never
+        // overstates the program's, even for an instant; taken back if it found room.
+        drops.own.fetch_add(1, Ordering::AcqRel);
         let _ = out.write_all(line.as_bytes());
         if drops.counter.dropped_lines() > before {
-            // No room after all: do not count our report as the program's loss; retry later.
-            drops.own.fetch_add(1, Ordering::AcqRel);
+            // No room after all: not the program's loss (kept in `own`); retry later.
             let _ = drops.reported.compare_exchange(dropped, reported, Ordering::Relaxed, Ordering::Relaxed);
+        } else {
+            drops.own.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -29,6 +29,20 @@
 //!   way) are filtered by the same level and targets, redacted and written like any other line,
 //!   under their own target.
 //!
+//! # Metrics
+//!
+//! Through the [`metrics`](https://docs.rs/metrics) facade (catalog:
+//! docs/observability/metrics.md), while a [`LogGuard`] lives:
+//!
+//! | name | type | labels |
+//! |---|---|---|
+//! | `infra_log_lines_dropped_total` | counter | none |
+//!
+//! It follows [`LogGuard::dropped_lines`] within a second (a thread of the guard's updates it
+//! once a second; logging a line costs nothing for it) and is exact once the guard is dropped.
+//! It is looked up in the global recorder at each update, so the recorder may be installed
+//! before or after logging.
+//!
 //! # Feature flags
 //!
 //! | feature | default | enables |
