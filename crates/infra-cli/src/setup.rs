@@ -98,8 +98,10 @@ pub(crate) async fn build(config: &Config, connect: Connect, verbose: bool) -> R
     if !verbose {
         "warn".clone_into(&mut config.logging.level);
     }
-    let options =
-        ControllerOptions::default().version(format!("{CONTROLLER_VERSION_PREFIX}{}", env!("CARGO_PKG_VERSION")));
+    let options = ControllerOptions::default()
+        .version(format!("{CONTROLLER_VERSION_PREFIX}{}", env!("CARGO_PKG_VERSION")))
+        // Not a bot: no `infra_emergency_state` series of its own.
+        .bot_gauges(false);
     let mut builder = Infrastructure::builder(config.clone()).controller_options(options).log_writer(std::io::stderr());
     if connect == Connect::Lazily {
         builder = builder.lazy_connect();

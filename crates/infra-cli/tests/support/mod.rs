@@ -125,6 +125,12 @@ impl Running {
         }
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub(crate) fn interrupt(&self) {
+        let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(sent.success(), "cannot signal infractl");
+    }
+
     /// Waits for the exit within [`DEADLINE`] (killing it and failing the test after that).
     pub(crate) fn finish(mut self) -> Finished {
         let deadline = Instant::now() + DEADLINE;
