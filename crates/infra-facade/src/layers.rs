@@ -13,7 +13,7 @@ use std::{
 };
 
 use infra_config::ResilienceConfig;
-use infra_resilience::{CircuitBreaker, Idempotency, Policy, ResilienceError, Retry, RetryClass};
+use infra_resilience::{CircuitBreaker, Idempotency, Policy, ResilienceError, Retry, RetryClass, TimeLimiterMetrics};
 use serde::Serialize;
 
 /// Counters of one decorator, readable while it runs.
@@ -69,6 +69,8 @@ pub(crate) struct Layers<E> {
     breaker: CircuitBreaker,
     timeout: Duration,
     deadline: Duration,
+    /// Resolved once: the policy is built per call (its `T` varies).
+    time_limiter: TimeLimiterMetrics,
     counters: Arc<Counters>,
     /// Set by `close`: later calls go once to the inner backend, which refuses them.
     closed: AtomicBool,
@@ -102,7 +104,7 @@ impl<E: LayerError> Layers<E> {
         let counters = Arc::new(Counters::default());
         let retry = |idempotency: Idempotency| {
             let counters = Arc::clone(&counters);
-            Retry::from_config(&config.retry).idempotency(idempotency).on_retry(move |event| {
+            Retry::from_config(&config.retry).name(breaker.name()).idempotency(idempotency).on_retry(move |event| {
                 counters.retries.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     target: "infra_facade",
@@ -117,6 +119,7 @@ impl<E: LayerError> Layers<E> {
         Self {
             idempotent: retry(Idempotency::Idempotent),
             non_idempotent: retry(Idempotency::NonIdempotent),
+            time_limiter: TimeLimiterMetrics::new(breaker.name()),
             breaker,
             timeout: config.timeout.per_attempt,
             deadline: config.timeout.overall,
@@ -179,6 +182,7 @@ impl<E: LayerError> Layers<E> {
             })
             .timeout(self.timeout)
             .deadline(self.deadline)
+            .time_limiter_metrics(self.time_limiter.clone())
             .build();
         let result = policy.call(attempt).await;
         result.map_err(|error| {

@@ -105,7 +105,7 @@ pub use breaker::{
 pub use budget::RetryBudget;
 pub use bulkhead::{Bulkhead, BulkheadSlot};
 pub use error::{ReopensAt, ResilienceError};
-pub use policy::{Policy, PolicyBuilder};
+pub use policy::{Policy, PolicyBuilder, TimeLimiterMetrics};
 pub use retry::{Retry, RetryEvent};
 pub use retry_class::{Idempotency, RetryClass};
 pub use timeout::timeout;

@@ -221,6 +221,24 @@ impl<T, E> Policy<T, E> {
     }
 }
 
+/// The handles of `infra_timelimiter_calls_total{name}`, resolved once, for
+/// [`PolicyBuilder::time_limiter_metrics`]. Clones share them.
+#[derive(Clone)]
+pub struct TimeLimiterMetrics(Arc<TimeLimiterInstruments>);
+
+impl TimeLimiterMetrics {
+    /// The handles of the time limiter named `name`, resolved now from the installed recorder.
+    pub fn new(name: &str) -> Self {
+        Self(Arc::new(TimeLimiterInstruments::new(crate::names::intern(name))))
+    }
+}
+
+impl std::fmt::Debug for TimeLimiterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimeLimiterMetrics").finish_non_exhaustive()
+    }
+}
+
 impl<T, E> PolicyBuilder<T, E> {
     /// Names the policy in metrics: its timeout and deadline record under this name (default:
     /// its breaker's name, or `"default"` without a breaker). Its other layers keep their own
@@ -228,6 +246,15 @@ impl<T, E> PolicyBuilder<T, E> {
     #[must_use]
     pub fn name(mut self, name: &str) -> Self {
         self.policy.name = Some(crate::names::intern(name));
+        self
+    }
+
+    /// Records its timeout and deadline through `metrics` instead of resolving handles in
+    /// [`build`](Self::build): for a policy built per call (its `T` varying by call), resolve
+    /// them once and share them.
+    #[must_use]
+    pub fn time_limiter_metrics(mut self, metrics: TimeLimiterMetrics) -> Self {
+        self.policy.time_limiter = Some(metrics.0);
         self
     }
 
@@ -300,7 +327,7 @@ impl<T, E> PolicyBuilder<T, E> {
     /// The policy, its metric handles resolved (see [`Policy`]'s "Metrics").
     pub fn build(mut self) -> Policy<T, E> {
         let policy = &mut self.policy;
-        if policy.timeout.is_some() || policy.deadline.is_some() {
+        if (policy.timeout.is_some() || policy.deadline.is_some()) && policy.time_limiter.is_none() {
             let name = policy.name.or(policy.breaker.as_ref().map(CircuitBreaker::name)).unwrap_or(DEFAULT_NAME);
             policy.time_limiter = Some(Arc::new(TimeLimiterInstruments::new(name)));
         }
