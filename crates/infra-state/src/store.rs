@@ -120,15 +120,32 @@ pub trait StateStore: fmt::Debug + Send + Sync + 'static {
 #[must_use = "futures do nothing unless awaited"]
 pub struct StateFuture<'a, T>(FutureKind<'a, T>);
 
+// A ready success holds only its value and a ready error is boxed, so a ready future is the size
+// of its value rather than of `StateError` (72 bytes): the memory backend's hot path moves it
+// several times between the store and the caller (issue #11).
 enum FutureKind<'a, T> {
-    Ready(Option<Result<T>>),
+    /// `None` once taken.
+    Ready(Option<T>),
+    /// `None` once taken.
+    Failed(Option<Box<StateError>>),
     Boxed(BoxFuture<'a, Result<T>>),
 }
 
 impl<'a, T> StateFuture<'a, T> {
     /// A future that resolves at once to `result`.
+    #[inline]
     pub fn ready(result: Result<T>) -> Self {
-        Self(FutureKind::Ready(Some(result)))
+        match result {
+            Ok(value) => Self(FutureKind::Ready(Some(value))),
+            Err(error) => Self::failed(error),
+        }
+    }
+
+    /// Out of line: errors are the rare case, and boxing one is not worth inlining.
+    #[cold]
+    #[inline(never)]
+    fn failed(error: StateError) -> Self {
+        Self(FutureKind::Failed(Some(Box::new(error))))
     }
 
     /// Boxes any future.
@@ -140,9 +157,12 @@ impl<'a, T> StateFuture<'a, T> {
 impl<T: Unpin> Future for StateFuture<'_, T> {
     type Output = Result<T>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        const DONE: &str = "StateFuture polled after completion";
         match &mut self.get_mut().0 {
-            FutureKind::Ready(result) => Poll::Ready(result.take().expect("StateFuture polled after completion")),
+            FutureKind::Ready(value) => Poll::Ready(Ok(value.take().expect(DONE))),
+            FutureKind::Failed(error) => Poll::Ready(Err(*error.take().expect(DONE))),
             FutureKind::Boxed(future) => future.as_mut().poll(cx),
         }
     }
@@ -151,8 +171,8 @@ impl<T: Unpin> Future for StateFuture<'_, T> {
 impl<T> fmt::Debug for StateFuture<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.0 {
-            FutureKind::Ready(Some(_)) => "ready",
-            FutureKind::Ready(None) => "done",
+            FutureKind::Ready(Some(_)) | FutureKind::Failed(Some(_)) => "ready",
+            FutureKind::Ready(None) | FutureKind::Failed(None) => "done",
             FutureKind::Boxed(_) => "pending",
         };
         f.debug_tuple("StateFuture").field(&kind).finish()
@@ -412,12 +432,16 @@ fn encode<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<StateValue> {
 }
 
 /// Rejects keys every backend must reject the same way.
+#[inline]
 pub(crate) fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() {
-        Err(StateError::InvalidKey { key: String::new(), reason: "keys must not be empty" })
-    } else {
-        Ok(())
-    }
+    if key.is_empty() { Err(empty_key()) } else { Ok(()) }
+}
+
+/// Out of line so that checking a key is one comparison on every hot path.
+#[cold]
+#[inline(never)]
+fn empty_key() -> StateError {
+    StateError::InvalidKey { key: String::new(), reason: "keys must not be empty" }
 }
 
 /// The longest TTL, in milliseconds: Redis refuses a TTL whose deadline (its clock plus the
@@ -439,4 +463,25 @@ pub(crate) fn ttl_millis(key: &str, ttl: Duration) -> Result<u64> {
 pub(crate) fn error_stream<'a, T: Send + 'a>(error: StateError) -> BoxStream<'a, Result<T>> {
     use futures::StreamExt;
     futures::stream::once(async move { Err(error) }).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_future_is_the_size_of_its_value_not_of_the_error() {
+        // The memory backend's hot path moves these around (issue #11): keep them small.
+        assert!(size_of::<StateFuture<'_, ()>>() <= 24, "{}", size_of::<StateFuture<'_, ()>>());
+        assert!(size_of::<StateFuture<'_, Option<StateValue>>>() <= 24);
+    }
+
+    #[test]
+    fn a_ready_error_resolves_to_the_error_once() {
+        use futures::FutureExt;
+        let mut future = StateFuture::<()>::ready(Err(StateError::MissingUrl));
+        assert_eq!(format!("{future:?}"), "StateFuture(\"ready\")");
+        assert!(matches!((&mut future).now_or_never(), Some(Err(StateError::MissingUrl))));
+        assert_eq!(format!("{future:?}"), "StateFuture(\"done\")");
+    }
 }

@@ -172,26 +172,47 @@ impl MemoryStore {
         }))
     }
 
+    #[inline(always)]
     fn set_now(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
         check_key(key)?;
-        let Some(ttl) = ttl else {
-            // The common case costs no more than a map overwrite: no clock read, no shared
-            // counter, no heap unless the entry replaced had a TTL.
-            let entry = Entry { value, expires_at: None, generation: 0 };
-            // Overwriting (prices, positions) needs no owned copy of the key.
-            let lost_ttl = match self.inner.map.get_mut(key) {
-                Some(mut slot) => {
-                    let had_ttl = slot.expires_at.is_some();
-                    *slot = entry;
-                    had_ttl
-                }
-                None => self.replace(self.inner.map.entry(key.to_owned()), entry),
-            };
-            if lost_ttl {
-                self.inner.ttl_entries_gone(1);
+        match ttl {
+            None => {
+                self.overwrite(key, value);
+                Ok(())
             }
-            return Ok(());
+            Some(ttl) => self.set_with_ttl(key, value, ttl),
+        }
+    }
+
+    /// A `set` without a TTL, the common case: it costs no more than a map overwrite (no clock
+    /// read, no shared counter, no heap unless the entry replaced had a TTL), and is inlined
+    /// into `set`, the rarer paths staying out of line (issue #11).
+    #[inline(always)]
+    fn overwrite(&self, key: &str, value: StateValue) {
+        let entry = Entry { value, expires_at: None, generation: 0 };
+        // Overwriting (prices, positions) needs no owned copy of the key.
+        let lost_ttl = match self.inner.map.get_mut(key) {
+            Some(mut slot) => {
+                let had_ttl = slot.expires_at.is_some();
+                *slot = entry;
+                had_ttl
+            }
+            None => self.insert_absent(key, entry),
         };
+        if lost_ttl {
+            self.inner.ttl_entries_gone(1);
+        }
+    }
+
+    /// Stores `entry` under a key `get_mut` did not find; returns whether a TTL went away.
+    #[cold]
+    #[inline(never)]
+    fn insert_absent(&self, key: &str, entry: Entry) -> bool {
+        self.replace(self.inner.map.entry(key.to_owned()), entry)
+    }
+
+    #[inline(never)]
+    fn set_with_ttl(&self, key: &str, value: StateValue, ttl: Duration) -> Result<()> {
         let ms = ttl_millis(key, ttl)?;
         let entry = self.entry_value(value, Some((ttl, ms)), None);
         let deadline = entry.deadline();
