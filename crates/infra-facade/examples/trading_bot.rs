@@ -12,7 +12,12 @@
 //!   (the daily-loss limit, or `infractl emergency halt --global` from another terminal)
 //!   stops trading within one tick;
 //! - the day's P&L is checked against `emergency.daily_loss_limit` every tick, which halts the
-//!   bot automatically once breached.
+//!   bot automatically once breached;
+//! - every execution's outcome is published on `trading_bot.executions.<bot>` (JSON: `bot`,
+//!   `execution_id`, `at_ms`, `outcome`, `reason`, `side`, `qty`, `price`), with `outcome`
+//!   `filled`, `rejected` (reason `emergency: <STATE>` or `breaker: <name> open`), `failed`
+//!   (reason: the error), `unknown` (timed out or disconnected: reconciling) or `skipped` (reason
+//!   `no signal`), so a halted bot visibly keeps executing and rejecting (the dashboard's feed).
 //!
 //! ```sh
 //! cargo run --example trading_bot                                  # memory backends, ~10 s
@@ -42,7 +47,7 @@ use infra_facade::{
     resilience::BreakerSettings,
 };
 use serde::Serialize;
-use sim::{Exchange, ExchangeError, Fill, Order, PriceTick, Strategy};
+use sim::{Exchange, ExchangeError, Fill, Order, PriceTick, Side, Strategy};
 
 const USAGE: &str = "usage: trading_bot [--seconds N] [--seed S] [--loss-limit AMOUNT] [--metrics ADDR]
 
@@ -60,6 +65,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// The bus channels, followed by `.<bot ID>` (bots sharing a Redis do not mix their feeds).
 const PRICES: &str = "trading_bot.prices";
 const FILLS: &str = "trading_bot.fills";
+const EXECUTIONS: &str = "trading_bot.executions";
 const STRATEGY: &str = "mean-revert";
 const EXCHANGE: &str = "exchange";
 
@@ -266,6 +272,47 @@ async fn run(args: &Args) -> Result<Summary, BotError> {
     result
 }
 
+/// What became of one execution: the body of its event on `trading_bot.executions.<bot>`,
+/// without the bot, the execution ID and the time.
+#[derive(Debug)]
+struct Outcome {
+    /// `filled`, `rejected`, `failed`, `unknown` or `skipped`.
+    outcome: &'static str,
+    /// Why it was not filled (empty when it was).
+    reason: String,
+    /// The signal's side; `None` when there was no signal.
+    side: Option<Side>,
+    /// Units ordered or filled (unsigned; 0 without a signal).
+    qty: f64,
+    /// The fill's price, or the tick's when nothing was filled.
+    price: f64,
+}
+
+impl Outcome {
+    fn new(outcome: &'static str, reason: impl Into<String>, side: Option<Side>, qty: f64, price: f64) -> Self {
+        Self { outcome, reason: reason.into(), side, qty, price }
+    }
+}
+
+/// An error and its causes, `: `-separated (a `Failed` says only how many attempts it took).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What the bot holds while it runs.
 struct Bot<'a> {
     infra: &'a Infrastructure,
@@ -385,7 +432,12 @@ impl<'a> Bot<'a> {
             };
             let Ok(tick) = event.decode::<PriceTick>() else { continue };
             let execution = format!("exec-{run_id}-{:05}", tick.seq);
-            LogContext::execution(&execution, &bot_id, STRATEGY).run(self.execute(tick)).await;
+            LogContext::execution(&execution, &bot_id, STRATEGY)
+                .run(async {
+                    let outcome = self.execute(tick).await;
+                    self.publish_execution(&bot_id, &execution, outcome).await;
+                })
+                .await;
             let state = infra.emergency().state();
             if state != last_state {
                 let status = infra.emergency().status();
@@ -404,20 +456,24 @@ impl<'a> Bot<'a> {
     }
 
     /// One execution: mark to market, reconcile, check the loss limit, maybe trade.
-    async fn execute(&mut self, tick: PriceTick) {
+    async fn execute(&mut self, tick: PriceTick) -> Outcome {
         self.summary.executions += 1;
         self.last_price = tick.price;
         self.exchange.advance(tick.seq, tick.price);
         self.reconcile().await;
         self.check_loss().await;
-        let Some(side) = self.strategy.signal(tick.price, self.position) else { return };
+        let Some(side) = self.strategy.signal(tick.price, self.position) else {
+            return Outcome::new("skipped", "no signal", None, 0.0, tick.price);
+        };
         let emergency = self.infra.emergency();
+        let qty = 1.0;
         if !emergency.can_trade() {
             self.summary.rejected_by_emergency += 1;
-            tracing::debug!(?side, state = %emergency.state(), "signal not traded: trading is halted");
-            return;
+            let state = emergency.state();
+            tracing::debug!(?side, %state, "signal not traded: trading is halted");
+            return Outcome::new("rejected", format!("emergency: {state}"), Some(side), qty, tick.price);
         }
-        let order = Order { client_id: format!("{}-{}", self.args.seed, tick.seq), side, qty: 1.0 };
+        let order = Order { client_id: format!("{}-{}", self.args.seed, tick.seq), side, qty };
         self.summary.orders_sent += 1;
         let attempt = std::sync::atomic::AtomicU32::new(0);
         let result = self
@@ -430,30 +486,61 @@ impl<'a> Bot<'a> {
                 async move { if allowed { exchange.place(&order, n).await } else { Err(ExchangeError::Halted) } }
             })
             .await;
-        match result {
-            Ok(fill) => self.book(&order.client_id, fill, false).await,
-            Err(ResilienceError::Failed { source: ExchangeError::Halted, .. }) => {
-                self.summary.rejected_by_emergency += 1
+        let not_filled = |outcome, reason: String| Outcome::new(outcome, reason, Some(side), qty, tick.price);
+        let outcome = match result {
+            Ok(fill) => {
+                self.book(&order.client_id, fill, false).await;
+                Outcome::new("filled", "", Some(side), fill.qty.abs(), fill.price)
             }
-            Err(ResilienceError::Failed { source: ExchangeError::Rejected(why), .. }) => {
+            Err(ResilienceError::Failed { source: ExchangeError::Halted, .. }) => {
+                self.summary.rejected_by_emergency += 1;
+                not_filled("rejected", format!("emergency: {}", emergency.state()))
+            }
+            Err(ResilienceError::Failed { source: error @ ExchangeError::Rejected(why), .. }) => {
+                // The exchange's refusal is a failed order; `rejected` means the bot's own gates.
                 self.summary.orders_rejected += 1;
                 tracing::info!(why, "order rejected by the exchange");
+                not_filled("failed", error.to_string())
             }
-            Err(ResilienceError::CircuitOpen { .. }) => {
+            Err(ResilienceError::CircuitOpen { breaker, .. }) => {
                 self.summary.breaker_rejections += 1;
                 tracing::info!("order not sent: the exchange's circuit breaker is open");
+                not_filled("rejected", format!("breaker: {breaker} open"))
             }
             Err(error) if may_have_been_applied(&error) => {
                 self.summary.unknown_outcomes += 1;
                 tracing::warn!(%error, client_id = order.client_id, "order outcome unknown: not retried, will reconcile");
                 self.pending.push(order.client_id);
+                not_filled("unknown", error_chain(&error))
             }
             Err(error) => {
                 self.summary.orders_failed += 1;
                 tracing::warn!(%error, "order failed (certainly not applied)");
+                not_filled("failed", error_chain(&error))
             }
-        }
+        };
         self.check_loss().await;
+        outcome
+    }
+
+    /// Publishes what became of an execution on `trading_bot.executions.<bot>` (a lost event
+    /// is logged, never a reason to stop trading).
+    async fn publish_execution(&self, bot_id: &str, execution_id: &str, outcome: Outcome) {
+        let Outcome { outcome, reason, side, qty, price } = outcome;
+        let event = serde_json::json!({
+            "bot": bot_id,
+            "execution_id": execution_id,
+            "at_ms": now_ms(),
+            "outcome": outcome,
+            "reason": reason,
+            "side": side,
+            "qty": qty,
+            "price": price,
+        });
+        let channel = format!("{EXECUTIONS}.{bot_id}");
+        if let Err(error) = self.infra.events().publish_json(&channel, &event).await {
+            tracing::warn!(%error, "cannot publish the execution");
+        }
     }
 
     /// Asks the exchange about orders whose outcome is unknown (an idempotent query).

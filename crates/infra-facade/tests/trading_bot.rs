@@ -190,7 +190,8 @@ fn bad_arguments_and_an_unknown_environment_exit_2() {
 
 /// A halt issued by another process (here, the test's own infrastructure on the same Redis, as
 /// `infractl emergency halt --global` would) stops the bot's trading: it ends halted, and the
-/// signals after the halt are refused.
+/// signals after the halt are refused. Every execution is published on
+/// `trading_bot.executions.<bot>`, the refused ones as `rejected` with an `emergency:` reason.
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_halt_from_another_process_stops_the_bot_on_redis() {
@@ -213,6 +214,19 @@ async fn a_global_halt_from_another_process_stops_the_bot_on_redis() {
         .stream(Topic::from("trading_bot.prices.tb-redis"), SubscribeOptions::default())
         .await
         .unwrap();
+    let mut executions = operator
+        .events()
+        .stream(Topic::from("trading_bot.executions.tb-redis"), SubscribeOptions::default())
+        .await
+        .unwrap();
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let collector = tokio::spawn(async move {
+        while let Some(event) = executions.next().await {
+            if seen_tx.send(event.decode::<Value>().expect("an execution is JSON")).is_err() {
+                return;
+            }
+        }
+    });
 
     let env = [
         ("INFRA_ENV", "staging"),
@@ -240,5 +254,36 @@ async fn a_global_halt_from_another_process_stops_the_bot_on_redis() {
     assert!((10..count(&summary, "executions")).contains(&halted_at), "{summary}");
     assert!(count(&summary, "rejected_by_emergency") > 0, "{summary}");
     assert!(run.stderr.contains("drill from another process"), "the bot logs why it stopped: {}", run.stderr);
+
+    // One event per execution, in order; the bot has exited, so the rest are in flight.
+    let total = count(&summary, "executions");
+    let mut events = Vec::new();
+    let all = tokio::time::timeout(Duration::from_secs(10), async {
+        while (events.len() as u64) < total {
+            events.push(seen.recv().await.expect("the collector runs"));
+        }
+    });
+    all.await.unwrap_or_else(|_| panic!("{} of {total} executions published: {events:?}", events.len()));
+    collector.abort();
+    let outcomes = ["filled", "rejected", "failed", "unknown", "skipped"];
+    for event in &events {
+        assert_eq!(event["bot"], "tb-redis", "{event}");
+        assert!(event["execution_id"].as_str().is_some_and(|id| id.starts_with("exec-")), "{event}");
+        assert!(event["at_ms"].as_u64().is_some_and(|at| at > 0), "{event}");
+        assert!(outcomes.contains(&event["outcome"].as_str().unwrap_or_default()), "{event}");
+        assert!(event["price"].is_f64() && event["qty"].is_f64(), "{event}");
+        if event["outcome"] == "skipped" {
+            assert_eq!((&event["reason"], &event["side"]), (&Value::from("no signal"), &Value::Null), "{event}");
+        } else {
+            assert!(["buy", "sell"].contains(&event["side"].as_str().unwrap_or_default()), "{event}");
+        }
+    }
+    let filled = events.iter().filter(|e| e["outcome"] == "filled").count() as u64;
+    assert_eq!(filled, count(&summary, "trades") - count(&summary, "reconciled_fills"), "{summary}");
+    let halted: Vec<&Value> =
+        events.iter().filter(|e| e["outcome"] == "rejected" && e["reason"] == "emergency: HALT").collect();
+    assert_eq!(halted.len() as u64, count(&summary, "rejected_by_emergency"), "{events:?}");
+    let after_halt = &events[usize::try_from(halted_at).unwrap()..];
+    assert!(after_halt.iter().all(|e| e["outcome"] != "filled"), "no fill after the halt: {after_halt:?}");
     operator.close().await.unwrap();
 }
