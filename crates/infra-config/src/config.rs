@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     Backend, ConfigError, ConfigLoader, Environment, Problems, RedisUrl,
     sections::{
-        BreakerConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, MetricsConfig,
+        BreakerConfig, DashboardConfig, EmergencyConfig, EventsConfig, Jitter, LogFormat, LoggingConfig, MetricsConfig,
         ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
     },
     validate,
@@ -34,6 +34,10 @@ pub struct Config {
     /// The Prometheus endpoint (`[metrics] listen`); none unless set.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The live operator dashboard (`[dashboard]`): where it listens, its token, the channels
+    /// it shows.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
 }
 
 impl Default for Environment {
@@ -139,6 +143,7 @@ impl Config {
                 timeout: TimeoutConfig { per_attempt: Duration::from_secs(10), overall: Duration::from_secs(30) },
             },
             metrics: MetricsConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 

@@ -84,6 +84,7 @@ mod loader;
 mod secret;
 mod sections;
 mod sources;
+mod token;
 mod validate;
 
 pub use builders::DEFAULT_NAMESPACE;
@@ -93,6 +94,7 @@ pub use error::{ConfigError, Origin, Problem, ProblemKind, Problems};
 pub use loader::{ConfigLoader, DEFAULT_CONFIG_FILE, ENV_VAR_CONFIG_FILE, ENV_VAR_ENVIRONMENT};
 pub use secret::{InvalidRedisUrl, REDACTED, REDIS_SCHEMES, RedisUrl, redact_urls_in};
 pub use sections::{
-    Backend, BreakerConfig, EmergencyConfig, EventsConfig, EventsMode, Jitter, LogFormat, LoggingConfig, MetricsConfig,
-    ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
+    Backend, BreakerConfig, DashboardConfig, EmergencyConfig, EventsConfig, EventsMode, Jitter, LogFormat,
+    LoggingConfig, MetricsConfig, ResilienceConfig, RetryConfig, StateConfig, TimeoutConfig,
 };
+pub use token::{SECRET_REDACTED, Secret};

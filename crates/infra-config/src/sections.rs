@@ -9,7 +9,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{RedisUrl, duration_ms};
+use crate::{RedisUrl, Secret, duration_ms};
 
 /// Which implementation backs a component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,6 +127,34 @@ impl MetricsConfig {
     /// Serve `GET /metrics` on `addr`.
     pub fn listen(addr: SocketAddr) -> Self {
         Self { listen: Some(addr) }
+    }
+}
+
+/// The live operator dashboard (`infra-dashboard`, `infractl dashboard`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct DashboardConfig {
+    /// Where it listens (default `127.0.0.1:8080`: loopback only).
+    pub listen: SocketAddr,
+    /// The token changing actions (halt, resume, shutdown, re-arm) need as
+    /// `Authorization: Bearer <token>` (redacted everywhere; `INFRA_DASHBOARD__TOKEN`). Unset:
+    /// the page shows everything and every changing action is refused.
+    pub token: Option<Secret>,
+    /// The bus channels carrying prices (glob, default `trading_bot.prices.*`).
+    pub prices_pattern: String,
+    /// The bus channels carrying executions (glob, default `trading_bot.executions.*`).
+    pub executions_pattern: String,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            prices_pattern: "trading_bot.prices.*".to_owned(),
+            executions_pattern: "trading_bot.executions.*".to_owned(),
+        }
     }
 }
 

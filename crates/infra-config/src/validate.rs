@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use crate::{
     Backend, Config, EventsConfig, EventsMode, Problem, ProblemKind,
-    sections::{BreakerConfig, EmergencyConfig, LoggingConfig, RetryConfig, StateConfig, TimeoutConfig},
+    sections::{
+        BreakerConfig, DashboardConfig, EmergencyConfig, LoggingConfig, RetryConfig, StateConfig, TimeoutConfig,
+    },
 };
 
 /// Longest accepted namespace or bot id.
@@ -21,7 +23,27 @@ pub(crate) fn problems(config: &Config) -> Vec<Problem> {
     retry(&mut out, &config.resilience.retry);
     breaker(&mut out, &config.resilience.breaker);
     timeout(&mut out, &config.resilience.timeout);
+    dashboard(&mut out, &config.dashboard);
     out
+}
+
+/// A blank token would let anyone act; empty patterns would show nothing.
+fn dashboard(out: &mut Vec<Problem>, dashboard: &DashboardConfig) {
+    if dashboard.token.as_ref().is_some_and(crate::Secret::is_blank) {
+        out.push(Problem::new(
+            "dashboard.token",
+            ProblemKind::Malformed,
+            "must not be empty (leave it unset to refuse every changing action)",
+        ));
+    }
+    for (key, pattern) in [
+        ("dashboard.prices_pattern", &dashboard.prices_pattern),
+        ("dashboard.executions_pattern", &dashboard.executions_pattern),
+    ] {
+        if pattern.trim().is_empty() {
+            out.push(Problem::new(key, ProblemKind::Malformed, "must not be empty"));
+        }
+    }
 }
 
 /// Every problem of the `state` section, keys prefixed with `state.`.
