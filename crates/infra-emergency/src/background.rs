@@ -185,6 +185,12 @@ impl Inner {
             return;
         }
         let status = self.gate.status();
+        let (limits, limit_use) = {
+            let tracks = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+            let limits = tracks.iter().filter_map(|(name, track)| Some((name.clone(), track.utilization?))).collect();
+            let limit_use = tracks.iter().filter_map(|(name, track)| Some((name.clone(), track.last?))).collect();
+            (limits, limit_use)
+        };
         let heartbeat = Heartbeat {
             bot: self.bot_id().to_owned(),
             state: status.state,
@@ -195,13 +201,9 @@ impl Inner {
             pid: std::process::id(),
             version: self.options.version.clone(),
             at_ms: self.clock.now_ms(),
-            limits: self
-                .limits
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .filter_map(|(name, track)| Some((name.clone(), track.utilization?)))
-                .collect(),
+            limits,
+            started_ms: crate::fleet::process_started_ms(),
+            limit_use,
         };
         match self.log.beat(&heartbeat, self.options.heartbeat_ttl).await {
             Ok(()) => self.metrics.heartbeat.set(crate::metrics::seconds(heartbeat.at_ms)),

@@ -243,6 +243,8 @@ impl EmergencyController {
     ) -> Result<Self, EmergencyError> {
         check_config(config)?;
         options.validate()?;
+        // Uptime counts from the first controller of the process.
+        crate::fleet::process_started_ms();
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EmergencyError::NoRuntime)?;
         let bot = Scope::Bot(config.bot_id.clone());
         let (events, _) = broadcast::channel(EVENT_CAPACITY);

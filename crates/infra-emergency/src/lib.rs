@@ -124,7 +124,7 @@ mod transition;
 
 pub use controller::{EmergencyController, Outcome, Request};
 pub use error::EmergencyError;
-pub use fleet::{FleetMember, Heartbeat};
+pub use fleet::{FleetMember, Heartbeat, LimitUse};
 pub use gate::{STATE_UNAVAILABLE, Status};
 pub use limits::{LimitCheck, LimitOptions, LimitStatus};
 pub use metrics::record_fleet_metrics;

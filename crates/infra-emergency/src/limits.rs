@@ -2,7 +2,7 @@
 
 use std::sync::PoisonError;
 
-use crate::{Action, EmergencyController, EmergencyError, EmergencyState, Outcome, Request, Source};
+use crate::{Action, EmergencyController, EmergencyError, EmergencyState, LimitUse, Outcome, Request, Source};
 
 /// How a named limit is judged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub(crate) struct Track {
     status: LimitStatus,
     /// Used / limit at the last check (`None`: never checked), carried by the heartbeat.
     pub(crate) utilization: Option<f64>,
+    /// The value and the limit at the last check, carried by the heartbeat.
+    pub(crate) last: Option<LimitUse>,
     /// `infra_risk_limit_utilization_ratio{bot,limit}`, resolved at the first check.
     gauge: Option<metrics::Gauge>,
 }
@@ -84,6 +86,7 @@ impl Default for Track {
             consecutive: 0,
             status: LimitStatus::Within,
             utilization: None,
+            last: None,
             gauge: None,
         }
     }
@@ -142,6 +145,7 @@ impl EmergencyController {
             let track = limits.entry(name.to_owned()).or_default();
             let utilization = crate::metrics::utilization(current, limit);
             track.utilization = Some(utilization);
+            track.last = Some(LimitUse::new(current, limit));
             track.gauge.get_or_insert_with(|| self.inner.metrics.risk_limit(name)).set(utilization);
             let breached = reached(current, limit, limit);
             track.consecutive = if breached { track.consecutive.saturating_add(1) } else { 0 };
