@@ -61,8 +61,7 @@ fn prometheus_sees_a_halt_issued_through_infractl() {
 
     let fleet_metrics = free_addr();
     let listen = fleet_metrics.to_string();
-    let fleet =
-        Running::spawn(infractl(&["--env", "staging", "--redis-url", &url, "metrics", "--listen", &listen]));
+    let fleet = Running::spawn(infractl(&["--env", "staging", "--redis-url", &url, "metrics", "--listen", &listen]));
     let alerts = root.join("docs/observability/alerts.yml");
     let prometheus = PrometheusServer::start(&[bot_metrics, fleet_metrics], &[alerts]).expect("prometheus starts");
 
