@@ -71,6 +71,13 @@ pub(crate) enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
     },
+    /// Serves the live operator dashboard (the fleet, its emergency state, a halt button) on
+    /// http://ADDR/ until interrupted (Ctrl-C). Actions need `dashboard.token`.
+    Dashboard {
+        /// Where to listen (default: the configuration's `dashboard.listen`, 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 /// `infractl state ...`

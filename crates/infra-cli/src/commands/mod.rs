@@ -2,6 +2,7 @@
 //! and prints what it returns.
 
 mod config;
+mod dashboard;
 mod emergency;
 mod events;
 mod health;
@@ -64,5 +65,6 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Config(ConfigCommand::Show) => config::show(&context),
         Command::Health => health::run(&context).await,
         Command::Metrics { listen } => metrics::run(&context, listen).await,
+        Command::Dashboard { listen } => dashboard::run(&context, listen).await,
     }
 }
