@@ -112,7 +112,7 @@
         const meter = el('meter', { 'data-bot': bot.bot, 'data-limit': name, min: 0, max: 1, low: 0.8, high: 0.99, optimum: 0, value: Math.min(ratio, 1) });
         const text = limit.used === null || limit.used === undefined
           ? `${Math.round(ratio * 100)}%`
-          : `${number(limit.used)} / ${number(limit.limit)} (${Math.round(ratio * 100)}%)`;
+          : `${number(Math.abs(limit.used))} / ${number(Math.abs(limit.limit))} (${Math.round(ratio * 100)}%)`;
         items.push(el('div', { class: 'limit' }, el('span', {}, `${bot.bot} ${name}`), meter, el('span', {}, text)));
       }
     }

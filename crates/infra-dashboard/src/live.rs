@@ -10,7 +10,7 @@ use std::{
 
 use infra_facade::{
     Infrastructure,
-    emergency::AuditRecord,
+    emergency::{AuditRecord, Scope, Status},
     events::{Envelope, Payload, Subscription},
 };
 use serde_json::{Value, json};
@@ -163,6 +163,10 @@ impl Shared {
         let Payload::Json(payload) = &event.payload else { return };
         let field = |name| text(payload.get(name));
         let number = |name| payload.get(name).and_then(Value::as_f64).filter(|v| v.is_finite());
+        // A tick without a signal sent nothing: not an execution an operator watches for.
+        if field("outcome").as_deref() == Some("skipped") {
+            return;
+        }
         let bot = field("bot").unwrap_or_else(|| channel_suffix(&self.options.executions_pattern, &event.channel));
         let execution = json!({
             "bot": bot,
@@ -248,16 +252,25 @@ pub(crate) fn handler(
     }
 }
 
+/// The scope the banner names: the global scope, unless the dashboard's own bot scope is
+/// stricter (the dashboard's controller is not a bot: its own scope is normally idle, and the
+/// fleet's individual bot halts show in the fleet table).
+pub(crate) fn banner_scope(status: &Status) -> Scope {
+    if status.bot > status.global { status.scope.clone() } else { Scope::Global }
+}
+
 /// The banner's data: the effective state, the scope imposing it and, from `record` when it
 /// is that scope's latest transition, who moved it and when.
 pub(crate) fn emergency_json(infra: &Infrastructure, record: Option<&AuditRecord>) -> Value {
     let status = infra.emergency().status();
-    let record = record.filter(|record| record.scope == status.scope);
+    let scope = banner_scope(&status);
+    let record = record.filter(|record| record.scope == scope);
+    let reason = if scope == status.scope { status.reason.clone() } else { String::new() };
     json!({
         "state": status.state,
-        "scope": status.scope.to_string(),
+        "scope": scope.to_string(),
         "actor": record.map(|r| r.actor.clone()).unwrap_or_default(),
-        "reason": status.reason,
+        "reason": record.map_or(reason, |r| r.reason.clone()),
         "since_ms": record.map(|r| r.at_ms),
         "global_state": status.global,
         "store_unavailable": status.store_unavailable,

@@ -7,7 +7,7 @@ use std::{future::Future, time::Duration};
 use infra_facade::emergency::{AuditRecord, EmergencyError, FleetMember, Scope};
 use serde_json::{Value, json};
 
-use crate::live::{Shared, emergency_json, now_ms};
+use crate::live::{Shared, banner_scope, emergency_json, now_ms};
 
 /// How long one read of the store may take before the part is reported as failed.
 pub(crate) const IO_LIMIT: Duration = Duration::from_secs(3);
@@ -154,7 +154,7 @@ pub(crate) async fn snapshot(shared: &Shared) -> Value {
         Vec::new()
     });
     let emergency = shared.infra.emergency();
-    let scope = emergency.status().scope;
+    let scope = banner_scope(&emergency.status());
     let latest = match bounded("emergency state", emergency.history(&scope, 1)).await {
         Ok(mut records) => records.pop(),
         Err(error) => {
