@@ -68,6 +68,7 @@ impl Seen {
         found
     }
 
+    #[cfg(feature = "redis")]
     fn reconnects(&self) -> u64 {
         let id = ("infra_state_reconnects_total".to_owned(), vec![("backend".to_owned(), "redis".to_owned())]);
         self.counters.get(&id).copied().unwrap_or_default()
