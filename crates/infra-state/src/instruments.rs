@@ -103,6 +103,7 @@ impl OpCounters {
     }
 
     /// Counts one call of `op` that ended as `result` says.
+    #[cfg(feature = "memory")]
     #[inline(always)]
     pub(crate) fn count<T>(&self, op: Op, result: &Result<T>) {
         self.count_outcome(op, result.is_err());
