@@ -1,14 +1,20 @@
-//! The Redis backend on a real 3-master Redis Cluster: the paths that differ from a single
-//! server (bulk operations pipelined per key, SCAN on every node) and the shared suite.
+//! The Redis backend on a real 3-master Redis Cluster: the whole conformance suite (the same
+//! functions `conformance.rs` runs on memory and on one server), each test on its own cluster.
+//! What differs from one server is inside the store: `set_many` is one `MULTI`/`EXEC` per hash
+//! slot, `get_many`/`delete_many` are pipelined per key, `keys` scans every master.
 
 mod support;
 
 use std::{sync::Arc, time::Duration};
 
 use infra_config::RedisUrl;
-use infra_state::{DynStateStore, redis::RedisStore};
+use infra_state::{DynStateStore, StateValue, redis::RedisStore};
 use infra_testkit::RedisCluster;
 use support::{Fixture, suite};
+
+fn start_cluster() -> RedisCluster {
+    RedisCluster::start().expect("redis-server and redis-cli must be installed")
+}
 
 fn cluster_fixture(cluster: &RedisCluster) -> Fixture {
     let url = RedisUrl::parse(&cluster.url()).expect("cluster url");
@@ -17,20 +23,55 @@ fn cluster_fixture(cluster: &RedisCluster) -> Fixture {
     Fixture::from_store(store)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shared_suite_passes_on_a_cluster() {
-    let cluster = RedisCluster::start().expect("redis-server and redis-cli must be installed");
-    let f = cluster_fixture(&cluster);
-    suite::basics(&f).await;
-    suite::bulk_operations(&f).await;
-    suite::increments(&f).await;
-    suite::compare_and_swap(&f).await;
-    suite::exact_total_after_1000_concurrent_increments(&f).await;
+macro_rules! on_a_cluster {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let cluster = start_cluster();
+                suite::$name(&cluster_fixture(&cluster)).await;
+            }
+        )*
+    };
 }
 
+on_a_cluster!(
+    basics,
+    ttl_and_expiry,
+    invalid_ttls_are_rejected_the_same_way,
+    set_if_not_exists,
+    one_winner_among_100_concurrent_set_if_not_exists,
+    many_concurrent_gets_and_sets,
+    increments,
+    exact_total_after_1000_concurrent_increments,
+    bulk_operations,
+    list_keys_by_prefix,
+    compare_and_swap,
+    optimistic_updates_from_many_tasks_lose_nothing,
+    unicode_binary_looking_and_large_values,
+    odd_keys,
+    compare_and_delete,
+    locks_belong_to_their_owner,
+    updates_can_refuse,
+    typed_bulk_with_owned_keys,
+    connect_and_ping,
+);
+
+/// The keys of one `set_many` land on every master, and the batch is still written whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keys_are_listed_from_every_node() {
-    let cluster = RedisCluster::start().unwrap();
+async fn set_many_spans_every_master() {
+    let mut cluster = start_cluster();
     let f = cluster_fixture(&cluster);
-    suite::list_keys_by_prefix(&f).await;
+    let names: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    let entries: Vec<(&str, StateValue)> =
+        names.iter().enumerate().map(|(i, k)| (k.as_str(), StateValue::json(&i).unwrap())).collect();
+    f.store.set_many(&entries, None).await.unwrap();
+    let mut owners = std::collections::BTreeSet::new();
+    for name in &names {
+        owners.insert(cluster.node_for_key(&format!("cluster:{name}")).unwrap());
+    }
+    assert_eq!(owners.len(), 3, "the batch spans every master");
+    let keys: Vec<&str> = names.iter().map(String::as_str).collect();
+    let read = f.store.get_many(&keys).await.unwrap();
+    assert_eq!(read, entries.iter().map(|(_, v)| Some(v.clone())).collect::<Vec<_>>());
 }
