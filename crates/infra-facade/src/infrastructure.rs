@@ -34,7 +34,8 @@ pub const STATE_BREAKER: &str = "state";
 pub const EVENTS_BREAKER: &str = "events";
 /// The bus channel every state change of a breaker handed out by
 /// [`Infrastructure::breaker`] is published on: `{"breaker", "from", "to", "bot_id"}`, states
-/// named as `BreakerState::as_str` names them (`closed`, `open`, `half_open`, ...).
+/// named as `BreakerState::as_str` names them (`closed`, `open`, `half_open`, ...); each
+/// breaker's current state is also reported every 5 s (`from` = `to`, with `"report": true`).
 pub const BREAKER_CHANNEL: &str = "breakers";
 
 /// How long `close` waits for the emergency controller's last write before going on.
@@ -194,7 +195,13 @@ fn redis_pings(config: &Config, store: Arc<dyn StateStore>, bus: Arc<dyn EventBu
     })
 }
 
-/// Publishes every state change of `breaker` on [`BREAKER_CHANNEL`] of `bus` until `cancel`.
+/// How often each watched breaker's current state is published even when it does not change,
+/// so a dashboard started later learns every breaker of every bot.
+const BREAKER_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Publishes every state change of `breaker` on [`BREAKER_CHANNEL`] of `bus`, and its current
+/// state at once and every [`BREAKER_REPORT_EVERY`] (`from` = `to`, `"report": true`), until
+/// `cancel`.
 fn watch_breaker(
     runtime: &Handle,
     breaker: CircuitBreaker,
@@ -204,28 +211,32 @@ fn watch_breaker(
 ) -> JoinHandle<()> {
     let mut changes = breaker.subscribe();
     runtime.spawn(async move {
+        let mut report = tokio::time::interval(BREAKER_REPORT_EVERY);
+        report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let change = tokio::select! {
+            let payload = tokio::select! {
                 () = cancel.cancelled() => return,
-                change = changes.recv() => change,
-            };
-            let change = match change {
-                Ok(change) => change,
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(target: "infra_facade", breaker = breaker.name(), missed, "breaker state changes missed");
-                    continue;
+                _ = report.tick() => {
+                    let state = breaker.state().as_str();
+                    serde_json::json!({"breaker": breaker.name(), "from": state, "to": state, "bot_id": bot_id, "report": true})
                 }
-                Err(RecvError::Closed) => return,
+                change = changes.recv() => match change {
+                    Ok(change) => serde_json::json!({
+                        "breaker": change.breaker,
+                        "from": change.from.as_str(),
+                        "to": change.to.as_str(),
+                        "bot_id": bot_id,
+                    }),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(target: "infra_facade", breaker = breaker.name(), missed, "breaker state changes missed");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
             };
-            let payload = serde_json::json!({
-                "breaker": change.breaker,
-                "from": change.from.as_str(),
-                "to": change.to.as_str(),
-                "bot_id": bot_id,
-            });
             // The bus without the policy: the `events` breaker's own changes must go out too.
             if let Err(error) = bus.publish(BREAKER_CHANNEL, payload).await {
-                tracing::debug!(target: "infra_facade", breaker = change.breaker, %error, "cannot publish a breaker state change");
+                tracing::debug!(target: "infra_facade", breaker = breaker.name(), %error, "cannot publish a breaker state");
             }
         }
     })

@@ -104,8 +104,13 @@ async fn breakers_are_shared_by_name_and_guard_the_decorators() {
     // and the change is announced on the bus.
     let mut changes = infra.events().stream(Topic::from(BREAKER_CHANNEL), SubscribeOptions::default()).await.unwrap();
     infra.breaker("state").force_open();
-    let change = tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
-    let change = change.decode::<serde_json::Value>().unwrap();
+    let change = loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), changes.next()).await.unwrap().unwrap();
+        let event = event.decode::<serde_json::Value>().unwrap();
+        if event.get("report").is_none() {
+            break event;
+        }
+    };
     assert_eq!(
         change,
         serde_json::json!({"breaker": "state", "from": "closed", "to": "forced_open", "bot_id": "breaker-bot"})
@@ -133,6 +138,26 @@ async fn breakers_are_shared_by_name_and_guard_the_decorators() {
     assert!(std::ptr::eq(infra.breakers(), infra.breakers()));
     assert!(!std::ptr::eq(infra.breakers(), other.breakers()));
     other.close().await.unwrap();
+    infra.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_breaker_reports_its_state_every_few_seconds() {
+    let infra = Infrastructure::create(development("report-bot")).await.unwrap();
+    let mut changes = infra.events().stream(Topic::from(BREAKER_CHANNEL), SubscribeOptions::default()).await.unwrap();
+    infra.breaker("exchange").force_open();
+    let mut reports = std::collections::BTreeMap::new();
+    while reports.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(30), changes.next()).await.unwrap().unwrap();
+        let event = event.decode::<serde_json::Value>().unwrap();
+        if event["report"] == true {
+            assert_eq!(event["from"], event["to"], "{event}");
+            assert_eq!(event["bot_id"], "report-bot");
+            reports.insert(event["breaker"].as_str().unwrap().to_owned(), event["to"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected = [("events", "closed"), ("exchange", "forced_open"), ("state", "closed")];
+    assert_eq!(reports, expected.map(|(k, v)| (k.to_owned(), v.to_owned())).into_iter().collect());
     infra.close().await.unwrap();
 }
 
