@@ -55,9 +55,19 @@ impl ClientOptions {
 }
 
 /// The URL's fred configuration. fred's parse errors may quote the URL: they are redacted.
+///
+/// Beyond fred's own URL forms, a Sentinel URL's path may name the service
+/// (`redis-sentinel://host:26379/mymaster`, the same as `?sentinelServiceName=mymaster`), and a
+/// TLS URL (`rediss…://`) takes `tls_ca`, `tls_cert`, `tls_key` and `tls_server_name` query
+/// parameters (with the `tls` feature; without it a TLS URL is refused rather than connected in
+/// plain text).
 pub fn fred_config(url: &RedisUrl) -> Result<FredConfig, RedisError> {
-    let mut config = FredConfig::from_url(url.expose())
+    let parsed = crate::urls::parse(url)?;
+    let mut config = FredConfig::from_url(&parsed.fred_url)
         .map_err(|error| RedisError::InvalidConfig { url: url.redacted(), reason: redact_urls_in(error.details()) })?;
+    if parsed.tls {
+        crate::tls::configure(&mut config, &parsed.tls_params, url)?;
+    }
     // A failed first connection ends the connection task at once (instead of retrying behind
     // the caller's back); the next call starts a new attempt. Reconnection after a connection
     // was lost is unaffected.

@@ -20,6 +20,7 @@
 //! |---|---|---|
 //! | `pubsub` | | fred's pub/sub commands and [`subscriber_client`] |
 //! | `streams` | | fred's Redis Streams commands |
+//! | `tls` | | `rediss://` URLs through rustls (ring), with `tls_ca`, `tls_cert`, `tls_key` and `tls_server_name` query parameters |
 //!
 //! # Example
 //!
@@ -49,6 +50,8 @@ mod client;
 mod connection;
 mod error;
 mod glob;
+mod tls;
+mod urls;
 
 pub use fred;
 

@@ -41,6 +41,7 @@ mod example;
 mod process;
 mod prometheus;
 mod resp;
+mod sentinel;
 mod server;
 
 pub use cluster::RedisCluster;
@@ -49,4 +50,5 @@ pub use example::cargo_example;
 pub use process::{REDIS_CLI_ENV, REDIS_SERVER_ENV};
 pub use prometheus::{PROMETHEUS_ENV, PrometheusServer, Sample};
 pub use resp::{Connection, Reply};
+pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, RedisServerBuilder};
