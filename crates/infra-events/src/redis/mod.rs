@@ -52,8 +52,30 @@
 //!   history: every delivered [`Envelope`](crate::Envelope) carries its position.
 //!
 //! Patterns are not offered (streams are read by name): subscribing to one is
-//! [`crate::EventsError::PatternNotDurable`]. Only standalone
-//! Redis is supported in durable mode: the dead-letter move is one script over two keys.
+//! [`crate::EventsError::PatternNotDurable`].
+//!
+//! # Redis Cluster
+//!
+//! A `redis-cluster://` URL (Redis 7 or later) works in both modes; per operation:
+//!
+//! | operation | on one server | on a cluster |
+//! |---|---|---|
+//! | publish (ephemeral) | `PUBLISH ns:c` | `SPUBLISH ns:c` to the channel's shard, plus `PUBLISH ns:c` for pattern subscriptions |
+//! | channel subscription | `SUBSCRIBE ns:c` | `SSUBSCRIBE ns:c` on the channel's shard |
+//! | pattern subscription | `PSUBSCRIBE ns:*` | the same, on one node: it receives the `PUBLISH` copies the cluster bus broadcasts to every node |
+//! | stream keys | `ns:stream:c`, `ns:dead:c` | `ns:stream:{ns:c}`, `ns:dead:{ns:c}`: the hash tag puts both in one slot |
+//! | dead-letter move (script over the stream and its dead-letter stream) | one key pair | needs the shared slot above |
+//! | reads, claims, acknowledgements, group commands, `XADD` | one key each | unchanged |
+//!
+//! Patterns cannot be sharded (Redis has no sharded `PSUBSCRIBE`), so on a cluster each
+//! ephemeral publish is sent twice (pipelined, both to the channel's node): the sharded copy
+//! reaches channel subscriptions only within its shard and its reply is
+//! [`Published::redis_receivers`](crate::Published::redis_receivers) (exact: the channel's
+//! subscribers); the classic copy is broadcast to every node for pattern subscriptions and not
+//! counted (its reply counts one node's subscribers only). A channel subscription and a pattern
+//! subscription of one process receive their copies over different connections, so there is no
+//! order between the two; each keeps a publisher's order per channel. Namespaces from the
+//! configuration contain no `{`, so the tag is always the one written here.
 
 mod pubsub;
 mod streams;

@@ -1,4 +1,5 @@
-//! Ephemeral mode: `PUBLISH` / `SUBSCRIBE` / `PSUBSCRIBE` through `fred`.
+//! Ephemeral mode: `PUBLISH` / `SUBSCRIBE` / `PSUBSCRIBE` through `fred`; on a Redis Cluster,
+//! `SPUBLISH` / `SSUBSCRIBE` for channels (see [`crate::redis`]).
 
 mod listener;
 mod subscriptions;
@@ -15,6 +16,7 @@ use infra_redis::{
     ClientOptions, Connection,
     fred::{
         clients::{SubscriberClient, WithOptions},
+        error::Error as FredError,
         prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface},
         types::Value,
     },
@@ -64,6 +66,9 @@ struct Inner {
     prefix: String,
     url: String,
     timeout: Duration,
+    /// A Redis Cluster: channels are sharded (`SPUBLISH`/`SSUBSCRIBE`), and each publish also
+    /// goes out as a classic `PUBLISH` for pattern subscriptions.
+    clustered: bool,
     /// The Redis subscriptions held for local ones. An async lock, held across the
     /// SUBSCRIBE/UNSUBSCRIBE it decides.
     refs: tokio::sync::Mutex<Refs>,
@@ -105,6 +110,7 @@ impl RedisBus {
         connect_timeout: Duration,
     ) -> Result<Self> {
         let options = ClientOptions::new(connect_timeout, timeout);
+        let clustered = infra_redis::is_clustered(url).map_err(|e| connect_error(&url.redacted(), e))?;
         let publisher = infra_redis::client(url, &options).map_err(|e| connect_error(&url.redacted(), e))?;
         let subscriber = infra_redis::subscriber_client(url, &options.message_buffer(SUBSCRIBER_BUFFER))
             .map_err(|e| connect_error(&url.redacted(), e))?;
@@ -121,6 +127,7 @@ impl RedisBus {
                 prefix: format!("{namespace}:"),
                 url: url.redacted(),
                 timeout,
+                clustered,
                 refs: tokio::sync::Mutex::default(),
                 listening: tokio::sync::OnceCell::new(),
                 listener: std::sync::Mutex::default(),
@@ -243,14 +250,38 @@ impl Inner {
         };
         let redis_channel = self.redis_channel(channel);
         let sent = if self.publisher.client().is_connected() {
-            match tokio::time::timeout(self.timeout, self.connected_publisher.publish(redis_channel, text)).await {
+            let publish = self.send(&self.connected_publisher, redis_channel, text);
+            match tokio::time::timeout(self.timeout, publish).await {
                 Ok(sent) => sent,
                 Err(_) => return Err(timed_out()),
             }
         } else {
-            self.publisher.client().publish(redis_channel, text).await
+            self.send(self.publisher.client(), redis_channel, text).await
         };
         sent.map_err(|e| command_error(&self.url, self.timeout, "publish", || self.redis_channel(channel), e))
+    }
+
+    /// `PUBLISH` on one server. On a cluster, `SPUBLISH` (to the channel's shard, whose reply
+    /// counts its channel subscribers exactly) and a classic `PUBLISH` of the same message for
+    /// pattern subscriptions (broadcast over the cluster bus; its reply, which counts only the
+    /// receiving node's subscribers, is not reported). Both go to the channel's node.
+    async fn send<C: PubsubInterface + Sync>(
+        &self,
+        client: &C,
+        redis_channel: String,
+        text: String,
+    ) -> std::result::Result<i64, FredError> {
+        if !self.clustered {
+            return client.publish(redis_channel, text).await;
+        }
+        // Shared buffers: the two copies clone reference counts, not the message.
+        let (redis_channel, text) = (infra_redis::fred::bytes_utils::Str::from(redis_channel), Value::from(text));
+        let (sharded, broadcast) = tokio::join!(
+            client.spublish::<i64, _, _>(redis_channel.clone(), text.clone()),
+            client.publish::<i64, _, _>(redis_channel, text)
+        );
+        broadcast?;
+        sharded
     }
 }
 
@@ -330,11 +361,26 @@ impl RedisBus {
         for (channel, payload) in events {
             let event = Envelope::new(channel, inner.source.as_str(), payload);
             ids.push(event.id);
-            let () =
-                pipeline.publish(inner.redis_channel(channel), event.to_wire()).await.map_err(|e| error(channel, e))?;
+            let wire = event.to_wire();
+            if inner.clustered {
+                // As in `Inner::send`: the sharded copy, whose reply is reported, then the
+                // copy for pattern subscriptions.
+                let () = pipeline
+                    .spublish(inner.redis_channel(channel), wire.clone())
+                    .await
+                    .map_err(|e| error(channel, e))?;
+            }
+            let () = pipeline.publish(inner.redis_channel(channel), wire).await.map_err(|e| error(channel, e))?;
             channels.push(channel);
         }
-        let replies: Vec<std::result::Result<i64, infra_redis::fred::error::Error>> = pipeline.try_all().await;
+        let mut replies: Vec<std::result::Result<i64, FredError>> = pipeline.try_all().await;
+        if inner.clustered {
+            // Pairs (sharded, broadcast): the sharded reply unless the broadcast failed.
+            let mut pairs = std::mem::take(&mut replies).into_iter();
+            while let (Some(sharded), Some(broadcast)) = (pairs.next(), pairs.next()) {
+                replies.push(broadcast.and(sharded));
+            }
+        }
         Ok(ids
             .into_iter()
             .zip(channels)

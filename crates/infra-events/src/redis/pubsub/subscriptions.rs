@@ -1,5 +1,5 @@
-//! The Redis subscriptions a bus holds for its local ones: counted per channel (and one shared
-//! `PSUBSCRIBE ns:*` for every pattern), made when the first local subscription needs one,
+//! The Redis subscriptions a bus holds for its local ones: counted per channel (`SUBSCRIBE`, or
+//! `SSUBSCRIBE` on a cluster; and one shared `PSUBSCRIBE ns:*` for every pattern), made when the first local subscription needs one,
 //! released with the last, and fully undone when making one fails.
 
 use std::{
@@ -9,8 +9,9 @@ use std::{
 
 use infra_redis::fred::{
     error::Error as FredError,
-    prelude::{ClientLike, PubsubInterface},
-    types::Value,
+    prelude::{ClientLike, Options, PubsubInterface},
+    types::{ClusterHash, Value},
+    util::redis_keyslot,
 };
 use tokio::sync::oneshot;
 
@@ -74,6 +75,8 @@ impl Inner {
         let subscriber = self.subscriber.client();
         let subscribe = async {
             match topic {
+                // fred waits for SSUBSCRIBE's reply (following a MOVED to the shard's node).
+                Topic::Channel(channel) if self.clustered => subscriber.ssubscribe(self.redis_channel(channel)).await,
                 Topic::Channel(channel) => subscriber.subscribe(self.redis_channel(channel)).await,
                 Topic::Pattern(_) => subscriber.psubscribe(self.all_channels()).await,
             }
@@ -82,8 +85,18 @@ impl Inner {
         // refusal (an ACL `NOPERM`) is read as the reply of the next command waiting for one:
         // this PING, queued right behind it (both are queued in the first poll of `join!`). The
         // PING is also answered only after Redis processed the SUBSCRIBE, so events published
-        // from now on are received.
-        let (subscribed, confirmed) = tokio::join!(subscribe, subscriber.ping::<Value>(None));
+        // from now on are received. On a cluster fred sends every classic (P)SUBSCRIBE to the
+        // node of its client ID's hash slot: the PING goes there too.
+        let ping = async {
+            if self.clustered {
+                let slot = redis_keyslot(subscriber.id().as_bytes());
+                let options = Options { cluster_hash: Some(ClusterHash::Custom(slot)), ..Options::default() };
+                subscriber.with_options(&options).ping::<Value>(None).await
+            } else {
+                subscriber.ping::<Value>(None).await
+            }
+        };
+        let (subscribed, confirmed) = tokio::join!(subscribe, ping);
         let Err(error) = subscribed.and(confirmed.map(drop)) else { return Ok(()) };
         refs.remove(topic);
         // A SUBSCRIBE that timed out or lost its connection may still be applied, and fred
@@ -97,6 +110,7 @@ impl Inner {
     async fn redis_unsubscribe(&self, topic: &Topic) -> std::result::Result<(), FredError> {
         let subscriber = self.subscriber.client();
         match topic {
+            Topic::Channel(channel) if self.clustered => subscriber.sunsubscribe(self.redis_channel(channel)).await,
             Topic::Channel(channel) => subscriber.unsubscribe(self.redis_channel(channel)).await,
             Topic::Pattern(_) => subscriber.punsubscribe(self.all_channels()).await,
         }

@@ -144,6 +144,8 @@ struct Inner {
     options: DurableOptions,
     consumers: Arc<Registry>,
     published: PublishMetrics,
+    /// A Redis Cluster: stream keys carry a hash tag (see [`DurableBus::stream_key`]).
+    clustered: bool,
 }
 
 impl fmt::Debug for DurableBus {
@@ -182,6 +184,7 @@ impl DurableBus {
         options: DurableOptions,
     ) -> Result<Self> {
         options.check()?;
+        let clustered = infra_redis::is_clustered(url).map_err(|e| connect_error(&url.redacted(), e))?;
         let publisher = infra_redis::client(url, &ClientOptions::new(connect_timeout, timeout))
             .map_err(|e| connect_error(&url.redacted(), e))?;
         Ok(Self {
@@ -195,18 +198,34 @@ impl DurableBus {
                 options,
                 consumers: Registry::new(),
                 published: PublishMetrics::new(DURABLE),
+                clustered,
             }),
         })
     }
 
-    /// The Redis key of `channel`'s stream.
+    /// The Redis key of `channel`'s stream: `ns:stream:<channel>`, or on a Redis Cluster
+    /// `ns:stream:{ns:<channel>}`, whose hash tag puts it in the same slot as its dead-letter
+    /// stream (the script that buries entries writes both) while keeping the `ns:` prefix
+    /// that ACL key patterns (`~ns:*`) match.
     pub fn stream_key(&self, channel: &str) -> String {
-        format!("{}stream:{channel}", self.inner.prefix)
+        self.key("stream", channel)
     }
 
-    /// The Redis key of `channel`'s dead-letter stream.
+    /// The Redis key of `channel`'s dead-letter stream: `ns:dead:<channel>`, or on a Redis
+    /// Cluster `ns:dead:{ns:<channel>}` (same slot as the stream).
     pub fn dead_letter_key(&self, channel: &str) -> String {
-        format!("{}dead:{channel}", self.inner.prefix)
+        self.key("dead", channel)
+    }
+
+    fn key(&self, kind: &str, channel: &str) -> String {
+        let prefix = &self.inner.prefix;
+        if self.inner.clustered {
+            // The tag is never empty (an empty tag would hash the whole key), and a `}` in the
+            // channel ends it at the same place in both keys.
+            format!("{prefix}{kind}:{{{prefix}{channel}}}")
+        } else {
+            format!("{prefix}{kind}:{channel}")
+        }
     }
 
     /// Shuts the bus down: stops every subscription, waits until each has delivered what the
