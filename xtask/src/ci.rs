@@ -84,6 +84,13 @@ const STEPS: &[Step] = &[
         hint: "Redis tests need `redis-server` and `redis-cli` on PATH",
     },
     Step {
+        name: "chaos-short",
+        // After `test`, whose build it reuses; its table goes to <target>/chaos-short.md.
+        args: &["xtask", "chaos", "--short"],
+        envs: &[],
+        hint: "a chaos check failed: its table above says which (see docs/reliability.md, \"Chaos suite\")",
+    },
+    Step {
         name: "test-memory-only",
         args: &["test", "-p", "infra-state", "--no-default-features", "--features", "memory", "--lib"],
         envs: &[],

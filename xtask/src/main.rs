@@ -4,10 +4,14 @@
 //! - `cargo xtask bench [--quick] [--runs N] [FILTER]`: every criterion comparison, printed as
 //!   `name | ours | baseline | ratio | difference` and written to `<target>/bench-summary.json`;
 //!   with `--runs N`, the median of N runs with the lowest and highest run's ratio.
+//! - `cargo xtask chaos [--short] [--bots N] [--seconds S]`: a fleet of bots against a Redis
+//!   that is killed, paused and frozen, with a halt in between; checks and writes the results
+//!   into docs/reliability.md (`--short`: into `<target>/chaos-short.md`, for CI).
 
 #![allow(clippy::print_stdout, reason = "the bench table is this tool's output")]
 
 mod bench;
+mod chaos;
 mod ci;
 #[cfg(test)]
 mod observability;
@@ -26,13 +30,19 @@ commands:
       --quick              shorter measurements, for a smoke run
       --runs N             run them N times; report each figure's median, min and max
       FILTER               only the benchmarks whose ID matches this criterion filter
-                           (it must select both sides of a comparison)";
+                           (it must select both sides of a comparison)
+  chaos [--short] [--bots N] [--seconds S]
+                           the chaos suite: N bots (default 4) on a Redis killed, paused and
+                           frozen for about S seconds (default 150), with a global halt; writes
+                           its table into docs/reliability.md
+      --short              3 bots, about 30 s; the table goes to <target>/chaos-short.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") if args.len() == 1 => ci::run(),
         Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        Some("chaos") => chaos::Options::parse(&args[1..]).and_then(chaos::run),
         Some("-h" | "--help" | "help") => {
             eprintln!("{USAGE}");
             return ExitCode::SUCCESS;

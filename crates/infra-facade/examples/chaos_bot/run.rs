@@ -204,6 +204,7 @@ async fn run(args: Args) -> Result<Value, String> {
             hung.push(name);
         }
     }
+    println!("{}", json!({"stopped": {"t": now_ms(), "hung": hung}}));
     let final_marker = publish_final_marker(&infra, &args.bot, &shared).await;
     let all_finished = wait_for_markers(&args.fleet, &shared).await;
     wait_for_key(&infra, "ctl:exit").await?;
@@ -307,7 +308,7 @@ async fn subscribe_ephemeral(infra: &Infrastructure, shared: &Arc<Shared>) -> Re
             let (bot, seq) = (payload["bot"].as_str().unwrap_or_default(), payload["seq"].as_u64().unwrap_or_default());
             let fin = payload["fin"].as_bool().unwrap_or(false);
             let losses = lock(&shared.ephemeral_sub).as_ref().map_or(0, |s| s.stats().gaps() + s.stats().dropped());
-            lock(&shared.ephemeral).note(bot, seq, fin, losses);
+            lock(&shared.ephemeral).note(bot, seq, fin, losses, now_ms());
             shared.progress.ephemeral.fetch_add(1, Ordering::Relaxed);
         }
         std::future::ready(())

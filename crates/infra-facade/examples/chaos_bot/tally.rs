@@ -34,12 +34,14 @@ pub(crate) struct Hole {
     pub(crate) losses_before: u64,
     /// Loss count when the event after the hole was received.
     pub(crate) losses_at: u64,
+    /// When the hole was seen (the event after it arrived), in ms since the Unix epoch.
+    pub(crate) seen_ms: u64,
 }
 
 impl Sequence {
     /// Notes number `seq`, received while the subscription's loss count was `losses`, after
     /// `previous_losses` at the previous event.
-    pub(crate) fn receive(&mut self, seq: u64, losses: u64, previous_losses: u64) {
+    pub(crate) fn receive(&mut self, seq: u64, losses: u64, previous_losses: u64, seen_ms: u64) {
         if seq == self.next {
             self.next += 1;
             self.received += 1;
@@ -49,6 +51,7 @@ impl Sequence {
                 last: seq - 1,
                 losses_before: previous_losses,
                 losses_at: losses,
+                seen_ms,
             });
             self.next = seq + 1;
             self.received += 1;
@@ -70,13 +73,14 @@ impl Sequence {
     }
 
     /// The publisher's final marker: it published `count` numbers (`0..count`).
-    pub(crate) fn finish(&mut self, count: u64, losses: u64, previous_losses: u64) {
+    pub(crate) fn finish(&mut self, count: u64, losses: u64, previous_losses: u64, seen_ms: u64) {
         if count > self.next {
             self.holes.push(Hole {
                 first: self.next,
                 last: count - 1,
                 losses_before: previous_losses,
                 losses_at: losses,
+                seen_ms,
             });
             self.next = count;
         }
@@ -96,10 +100,14 @@ pub(crate) struct Receiver {
 
 impl Receiver {
     /// Notes event `seq` (or the final marker with `count`) from `bot`.
-    pub(crate) fn note(&mut self, bot: &str, seq: u64, fin: bool, losses: u64) {
+    pub(crate) fn note(&mut self, bot: &str, seq: u64, fin: bool, losses: u64, seen_ms: u64) {
         let previous = self.last_losses.insert(bot.to_owned(), losses).unwrap_or(0);
         let sequence = self.sequences.entry(bot.to_owned()).or_default();
-        if fin { sequence.finish(seq, losses, previous) } else { sequence.receive(seq, losses, previous) }
+        if fin {
+            sequence.finish(seq, losses, previous, seen_ms);
+        } else {
+            sequence.receive(seq, losses, previous, seen_ms);
+        }
     }
 }
 
@@ -148,9 +156,9 @@ mod tests {
     fn holes_split_when_late_events_fill_them() {
         let mut s = Sequence::default();
         for seq in [0, 1, 5, 3, 6] {
-            s.receive(seq, 0, 0);
+            s.receive(seq, 0, 0, 1);
         }
-        s.finish(9, 1, 0);
+        s.finish(9, 1, 0, 2);
         let holes: Vec<_> = s.holes.iter().map(|h| (h.first, h.last)).collect();
         assert_eq!(holes, [(2, 2), (4, 4), (7, 8)]);
         assert_eq!((s.received, s.late, s.next, s.finished), (5, 1, 9, true));
