@@ -1,7 +1,8 @@
 //! `cargo xtask chaos [--short] [--bots N] [--seconds S]`: a fleet of `chaos_bot` processes
 //! (crates/infra-facade/examples/chaos_bot.rs) doing state, ephemeral and durable event work on
 //! one throwaway Redis while it is killed and restarted, paused with `CLIENT PAUSE`, frozen with
-//! SIGSTOP, and the fleet is halted and resumed through `infractl`. Afterwards it checks the
+//! SIGSTOP, then, with the fleet halted through `infractl`, killed again; then the fleet is
+//! resumed. Afterwards it checks the
 //! bots' reports and writes the results into docs/reliability.md, between the chaos markers.
 //!
 //! Redis runs with `appendonly yes` and `appendfsync always`: a write Redis acknowledged
@@ -70,8 +71,8 @@ impl Options {
             return Err("--seconds must be at least 20".to_owned());
         }
         let hold = if short { 2 } else { 5 };
-        // Six steady periods around four faults and the halt's hold.
-        let gap = (seconds.saturating_sub(hold * 4) / 6).max(3);
+        // Five steady periods around four faults and the halt's own hold.
+        let gap = (seconds.saturating_sub(hold * 5) / 5).max(3);
         Ok(Self { short, bots, gap: Duration::from_secs(gap), hold: Duration::from_secs(hold) })
     }
 }
@@ -295,7 +296,15 @@ impl Chaos {
         self.fault("`CLIENT PAUSE ALL`", injected_ms, [true; 3], "");
         std::thread::sleep(gap);
 
-        eprintln!("==> chaos: global halt through infractl");
+        eprintln!("==> chaos: SIGSTOP redis-server for {hold:?}, then a global halt through infractl");
+        let injected_ms = now_ms();
+        self.server.pause().map_err(|e| e.to_string())?;
+        std::thread::sleep(hold);
+        self.server.resume().map_err(|e| e.to_string())?;
+        // Increments stop with the halt issued right after: they are not waited for.
+        self.fault("SIGSTOP, SIGCONT", injected_ms, [false, true, true], "the halt follows at once");
+
+        // The halt is issued while the fleet is still recovering from the freeze.
         self.halt.issued_ms = now_ms();
         let record =
             self.infractl(&["emergency", "halt", "--global", "--reason", "chaos suite", "--operator", "chaos"])?;
@@ -304,15 +313,16 @@ impl Chaos {
         self.halt.seq = record["seq"].as_u64().unwrap_or_default();
         self.halt.fleet_confirmed_ms = self.wait_for_fleet(bots.len());
         let halt_fault = self.faults.len();
-        self.fault("global HALT (infractl), SIGSTOP below, then resume", self.halt.issued_ms, [true; 3], "");
+        let name = "global HALT (infractl) right after SIGCONT; resume after the next fault";
+        self.fault(name, self.halt.issued_ms, [true; 3], "no increment while halted");
         std::thread::sleep(hold);
 
-        eprintln!("==> chaos: SIGSTOP redis-server for {hold:?} while halted");
+        eprintln!("==> chaos: kill -9 redis-server while halted, restart after {hold:?}");
         let injected_ms = now_ms();
-        self.server.pause().map_err(|e| e.to_string())?;
+        self.server.kill().map_err(|e| e.to_string())?;
         std::thread::sleep(hold);
-        self.server.resume().map_err(|e| e.to_string())?;
-        self.fault("SIGSTOP / SIGCONT (fleet halted)", injected_ms, [false, true, true], "increments halted");
+        self.server.restart().map_err(|e| format!("cannot restart redis-server: {e}"))?;
+        self.fault("kill -9 while halted, restart", injected_ms, [false, true, true], "the halt holds");
         std::thread::sleep(gap);
 
         eprintln!("==> chaos: global resume through infractl");
@@ -483,9 +493,9 @@ mod tests {
     #[test]
     fn options_scale_the_schedule() {
         let short = Options::parse(&["--short".to_owned()]).unwrap();
-        assert_eq!((short.bots, short.hold, short.gap), (3, Duration::from_secs(2), Duration::from_secs(3)));
+        assert_eq!((short.bots, short.hold, short.gap), (3, Duration::from_secs(2), Duration::from_secs(4)));
         let long = Options::parse(&["--bots".into(), "5".into(), "--seconds".into(), "200".into()]).unwrap();
-        assert_eq!((long.bots, long.gap), (5, Duration::from_secs(30)));
+        assert_eq!((long.bots, long.gap), (5, Duration::from_secs(35)));
         assert!(Options::parse(&["--bots".into(), "1".into()]).is_err());
         assert!(Options::parse(&["--what".into()]).is_err());
     }

@@ -378,8 +378,7 @@ fn halt_checks(reports: &[(String, Value)], samples: &[Vec<Sample>], halt: &Halt
             name: "the halt reached every bot",
             passed: missing.is_empty() && fleet.is_some(),
             figures: format!(
-                "issued through `infractl emergency halt --global` between the CLIENT PAUSE and the SIGSTOP; \
-                 applied by {}/{} bots, the slowest {slowest} ms after its audit record; the fleet view (`infractl emergency status \
+                "issued through `infractl emergency halt --global` right after the SIGCONT; applied by {}/{} bots, the slowest {slowest} ms after its audit record; the fleet view (`infractl emergency status \
                  --all`) showed every bot applying it {}{}",
                 reports.len() - missing.len(),
                 reports.len(),
@@ -392,7 +391,7 @@ fn halt_checks(reports: &[(String, Value)], samples: &[Vec<Sample>], halt: &Halt
             passed: worked_while_halted.is_empty() && resumed == reports.len(),
             figures: format!(
                 "no increment from 200 ms after a bot applied the halt until it applied the resume{}; the resume \
-                 reached {resumed}/{} bots (it held through the SIGSTOP)",
+                 reached {resumed}/{} bots (the halt held through a kill -9 and restart)",
                 if worked_while_halted.is_empty() { String::new() } else { format!(" except {worked_while_halted:?}") },
                 reports.len()
             ),
