@@ -84,6 +84,18 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
+    /// A value longer than [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES) (512 MiB, the largest
+    /// string Redis stores), refused by every backend before anything is sent. Neither
+    /// transient nor applied.
+    #[error("the value for `{key}` has {size} bytes, more than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The key.
+        key: String,
+        /// The value's length in bytes.
+        size: usize,
+        /// The limit, [`MAX_VALUE_BYTES`](crate::MAX_VALUE_BYTES).
+        limit: usize,
+    },
     /// A stored value is not UTF-8 text (written by another client). Neither transient nor
     /// applied (raised by reads).
     #[error("the value of `{key}` is not UTF-8 text")]
@@ -191,6 +203,7 @@ impl StateError {
             | Self::Decode { .. }
             | Self::Encode { .. }
             | Self::NotText { .. }
+            | Self::ValueTooLarge { .. }
             | Self::Backend { .. }
             | Self::BackendNotCompiled { .. }
             | Self::MissingUrl => false,
@@ -216,6 +229,7 @@ impl StateError {
             | Self::Decode { .. }
             | Self::Encode { .. }
             | Self::NotText { .. }
+            | Self::ValueTooLarge { .. }
             | Self::BackendNotCompiled { .. }
             | Self::MissingUrl => false,
         }
@@ -286,6 +300,7 @@ mod tests {
             StateError::Decode { key: key(), type_name: "u32", source: json_error() },
             StateError::Encode { key: key(), source: json_error() },
             StateError::NotText { key: key() },
+            StateError::ValueTooLarge { key: key(), size: 2, limit: 1 },
             StateError::BackendNotCompiled { backend: "redis", feature: "redis" },
             StateError::MissingUrl,
         ];

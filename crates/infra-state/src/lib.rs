@@ -105,6 +105,6 @@ pub mod redis;
 pub use error::{BoxError, Result, StateError};
 pub use factory::from_config;
 pub use lock::LockGuard;
-pub use store::{DynStateStore, StateFuture, StateStore, StateStoreExt};
+pub use store::{DynStateStore, MAX_VALUE_BYTES, StateFuture, StateStore, StateStoreExt};
 pub use update::{UpdateOptions, UpdateResult};
 pub use value::{CasOutcome, Expected, Number, StateValue, Ttl, Version, Versioned};

@@ -437,6 +437,25 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty() { Err(empty_key()) } else { Ok(()) }
 }
 
+/// The longest value a store accepts, in bytes: 512 MiB, the largest string Redis stores (its
+/// default `proto-max-bulk-len`; a longer argument makes it drop the connection). Every
+/// backend refuses a longer value with [`StateError::ValueTooLarge`] before sending anything,
+/// so both behave alike and the error names the size.
+pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Rejects a key, then a value longer than [`MAX_VALUE_BYTES`], as every backend must.
+#[inline]
+pub(crate) fn check_entry(key: &str, value: &StateValue) -> Result<()> {
+    check_key(key)?;
+    if value.len() > MAX_VALUE_BYTES { Err(value_too_large(key, value.len())) } else { Ok(()) }
+}
+
+#[cold]
+#[inline(never)]
+fn value_too_large(key: &str, size: usize) -> StateError {
+    StateError::ValueTooLarge { key: key.to_owned(), size, limit: MAX_VALUE_BYTES }
+}
+
 /// Out of line so that checking a key is one comparison on every hot path.
 #[cold]
 #[inline(never)]

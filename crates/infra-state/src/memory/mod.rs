@@ -24,7 +24,7 @@ use tokio::{sync::Notify, time::Instant};
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Versioned,
     instruments::{Op, OpCounters},
-    store::{check_key, ttl_millis},
+    store::{check_entry, check_key, ttl_millis},
     value::format_float,
 };
 
@@ -174,7 +174,7 @@ impl MemoryStore {
 
     #[inline(always)]
     fn set_now(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
-        check_key(key)?;
+        check_entry(key, &value)?;
         match ttl {
             None => {
                 self.overwrite(key, value);
@@ -296,7 +296,7 @@ impl MemoryStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome> {
-        check_key(key)?;
+        check_entry(key, &value)?;
         let ttl = Self::ttl_of(key, ttl)?;
         let now = Instant::now();
         let (version, deadline, lost_ttl) = {
@@ -445,7 +445,7 @@ impl StateStore for MemoryStore {
         self.ready(
             Op::SetIfAbsent,
             (|| {
-                check_key(key)?;
+                check_entry(key, &value)?;
                 let ttl = Self::ttl_of(key, ttl)?;
                 let now = Instant::now();
                 let (deadline, lost_ttl) = {
@@ -478,8 +478,8 @@ impl StateStore for MemoryStore {
             Op::SetMany,
             (|| {
                 // Validate everything first so a bad entry leaves the store untouched.
-                for (key, _) in entries {
-                    check_key(key)?;
+                for (key, value) in entries {
+                    check_entry(key, value)?;
                     Self::ttl_of(key, ttl)?;
                 }
                 for (key, value) in entries {

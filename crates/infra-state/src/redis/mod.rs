@@ -297,9 +297,12 @@ impl StateStore for RedisStore {
     fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
         let client = self.shared.connection.client();
         // Only a plain SET becomes part of an MSET (which has no TTL).
+        // An oversized value takes the lone path, which refuses it before sending.
         let queue = |coalescer: &Coalescer, full_key| match ttl {
-            None => coalescer.set(client, full_key, Value::from(value.as_str())),
-            Some(_) => None,
+            None if value.len() <= crate::MAX_VALUE_BYTES => {
+                coalescer.set(client, full_key, Value::from(value.as_str()))
+            }
+            _ => None,
         };
         match self.coalesced(key, queue) {
             (in_flight, Some(reply)) => StateFuture::new(async move {

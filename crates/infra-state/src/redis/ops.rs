@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateValue, Version, Versioned,
-    store::{check_key, ttl_millis},
+    store::{check_entry, check_key, ttl_millis},
 };
 
 impl RedisStore {
@@ -71,7 +71,7 @@ impl RedisStore {
     }
 
     pub(super) async fn set_one(&self, key: &str, value: StateValue, ttl: Option<Duration>, nx: bool) -> Result<bool> {
-        check_key(key)?;
+        check_entry(key, &value)?;
         let expiration = expiration(key, ttl)?;
         let operation = if nx { "set_if_not_exists" } else { "set" };
         let client = self.client().await?;
@@ -146,8 +146,8 @@ impl RedisStore {
     /// part of a slot's batch.
     pub(super) async fn set_many_values(&self, entries: &[(&str, StateValue)], ttl: Option<Duration>) -> Result<()> {
         let mut expiry = None;
-        for (key, _) in entries {
-            check_key(key)?;
+        for (key, value) in entries {
+            check_entry(key, value)?;
             expiry = expiration(key, ttl)?;
         }
         if entries.is_empty() {
@@ -184,7 +184,7 @@ impl RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome> {
-        check_key(key)?;
+        check_entry(key, &value)?;
         let ttl = ttl.map(|ttl| ttl_millis(key, ttl)).transpose()?.map(clamp_ms);
         let (mode, expected) = match expected {
             Expected::Absent => ("absent", String::new()),
