@@ -75,3 +75,39 @@ async fn set_many_spans_every_master() {
     let read = f.store.get_many(&keys).await.unwrap();
     assert_eq!(read, entries.iter().map(|(_, v)| Some(v.clone())).collect::<Vec<_>>());
 }
+
+/// A master fails over to its replica (killed, replica promoted): the store follows the slots to
+/// the new master; what was written before is there, and writes resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failover_keeps_the_data_and_writes_resume() {
+    let mut cluster = RedisCluster::with_replicas(3, 1).expect("redis-server and redis-cli must be installed");
+    assert_eq!(cluster.nodes().len(), 6);
+    assert_eq!(cluster.masters().len(), 3);
+    let f = cluster_fixture(&cluster);
+    let names: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        f.store.set(name, StateValue::json(&i).unwrap(), None).await.unwrap();
+    }
+    let failed = cluster.node_for_key("cluster:k0").unwrap();
+    let started = std::time::Instant::now();
+    let promoted = tokio::task::block_in_place(|| cluster.fail_over_master(failed)).unwrap();
+    let promotion = started.elapsed();
+    assert_ne!(promoted, failed);
+    assert_eq!(cluster.node_for_key("cluster:k0").unwrap(), promoted);
+    // The store learns the new owner at its next command (a connection error, then fred
+    // refreshes the slots): poll with a deadline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match f.store.set("k0", StateValue::json(&"after").unwrap(), None).await {
+            Ok(_) => break,
+            Err(error) => assert!(tokio::time::Instant::now() < deadline, "writes never resumed: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("promoted {promotion:?} after the kill; writes resumed {:?} after the kill", started.elapsed());
+    assert_eq!(f.store.get("k0").await.unwrap(), Some(StateValue::json(&"after").unwrap()));
+    let keys: Vec<&str> = names.iter().skip(1).map(String::as_str).collect();
+    let read = f.store.get_many(&keys).await.unwrap();
+    let expected: Vec<Option<StateValue>> = (1..64).map(|i| Some(StateValue::json(&i).unwrap())).collect();
+    assert_eq!(read, expected, "nothing written before the failover is lost");
+}
