@@ -480,8 +480,8 @@ impl Bot {
         }
         let stderr = self.stderr.take().and_then(|reader| reader.join().ok()).unwrap_or_default();
         let panicked = stderr.contains("panicked");
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        let stderr_tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+        // The bot's own last words (its logs are JSON lines).
+        let stderr_tail = stderr.lines().rev().find(|line| !line.starts_with('{')).unwrap_or_default().to_owned();
         Ended { id: self.id.clone(), status, exit_ms, panicked, stderr_tail }
     }
 }

@@ -29,7 +29,8 @@ const EPHEMERAL_EVERY: Duration = Duration::from_millis(20);
 const DURABLE_EVERY: Duration = Duration::from_millis(50);
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 const CONTROL_EVERY: Duration = Duration::from_millis(50);
-/// How long the driver may take to say go, and to say exit after stop.
+/// How long the driver may take to say go, and to say exit after the stop (the stop itself
+/// comes when the run is over: the bot waits for it as long as its driver lives).
 const CONTROL_LIMIT: Duration = Duration::from_secs(120);
 /// How long the final markers may take.
 const FINISH_LIMIT: Duration = Duration::from_secs(20);
@@ -188,7 +189,7 @@ async fn run(args: Args) -> Result<Value, String> {
     let watcher = tokio::spawn(watch_emergency(infra.emergency().watch(), Arc::clone(&shared)));
 
     infra.state().set_json(&format!("ctl:ready:{}", args.bot), &now_ms(), None).await.map_err(|e| e.to_string())?;
-    wait_for_key(&infra, "ctl:go").await?;
+    wait_for_key(&infra, "ctl:go", Some(CONTROL_LIMIT)).await?;
     let started = now_ms();
     let printer = tokio::spawn(print_progress(Arc::clone(&shared)));
     let workers = vec![
@@ -196,7 +197,7 @@ async fn run(args: Args) -> Result<Value, String> {
         tokio::spawn(publish_ephemeral(infra.events().clone(), args.bot.clone(), Arc::clone(&shared))),
         tokio::spawn(publish_durable(Arc::clone(&durable), args.bot.clone(), Arc::clone(&shared))),
     ];
-    wait_for_key(&infra, "ctl:stop").await?;
+    wait_for_key(&infra, "ctl:stop", None).await?;
     shared.stop.store(true, Ordering::Relaxed);
     let mut hung = Vec::new();
     for (name, worker) in ["increment", "publish_ephemeral", "publish_durable"].into_iter().zip(workers) {
@@ -207,7 +208,7 @@ async fn run(args: Args) -> Result<Value, String> {
     println!("{}", json!({"stopped": {"t": now_ms(), "hung": hung}}));
     let final_marker = publish_final_marker(&infra, &args.bot, &shared).await;
     let all_finished = wait_for_markers(&args.fleet, &shared).await;
-    wait_for_key(&infra, "ctl:exit").await?;
+    wait_for_key(&infra, "ctl:exit", Some(CONTROL_LIMIT)).await?;
     printer.abort();
 
     let shutdown_started = Instant::now();
@@ -286,15 +287,20 @@ fn stats_json(stats: &SubscriptionStats) -> Value {
     })
 }
 
-/// Polls the store for `key` until it exists (errors while Redis is away are expected).
-async fn wait_for_key(infra: &Infrastructure, key: &str) -> Result<(), String> {
-    let deadline = Instant::now() + CONTROL_LIMIT;
+/// Polls the store for `key` until it exists (errors while Redis is away are expected), for at
+/// most `limit`, and never longer than the driver that started this bot lives.
+async fn wait_for_key(infra: &Infrastructure, key: &str, limit: Option<Duration>) -> Result<(), String> {
+    let started = Instant::now();
+    let parent = std::os::unix::process::parent_id();
     loop {
         if let Ok(Some(_)) = infra.state().get(key).await {
             return Ok(());
         }
-        if Instant::now() > deadline {
-            return Err(format!("`{key}` did not appear within {CONTROL_LIMIT:?}"));
+        if let Some(limit) = limit.filter(|limit| started.elapsed() > *limit) {
+            return Err(format!("`{key}` did not appear within {limit:?}"));
+        }
+        if std::os::unix::process::parent_id() != parent {
+            return Err(format!("the driver exited before `{key}` appeared"));
         }
         tokio::time::sleep(CONTROL_EVERY).await;
     }
