@@ -50,6 +50,12 @@
 //!   live stream that falls 256 updates behind is sent a fresh snapshot instead.
 //! - Loopback by default (`127.0.0.1:8080`).
 //!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | none | | this crate has no optional parts (the backends are the facade's) |
+//!
 //! # Example
 //!
 //! ```
