@@ -119,14 +119,37 @@ impl Failure {
 
 impl From<FredError> for Failure {
     fn from(error: FredError) -> Self {
-        Self::new(FailureKind::of(&error), error.details())
+        Self::from(&error)
     }
 }
 
 impl From<&FredError> for Failure {
     fn from(error: &FredError) -> Self {
-        Self::new(FailureKind::of(error), error.details())
+        let details = error.details();
+        match explain_tls(details) {
+            Some(explanation) => Self::new(FailureKind::of(error), &format!("tls: {explanation} ({details})")),
+            None => Self::new(FailureKind::of(error), details),
+        }
     }
+}
+
+/// What to do about a TLS failure, read from rustls's error as fred reports it (its `Debug`
+/// text inside an I/O error), which names the cause but not the remedy.
+fn explain_tls(details: &str) -> Option<&'static str> {
+    const CAUSES: &[(&str, &str)] = &[
+        ("CertificateRequired", "the server requires a client certificate: give tls_cert and tls_key"),
+        (
+            "NotValidForName",
+            "the server's certificate does not name the host connected to: connect by a name it holds or set tls_server_name",
+        ),
+        ("UnknownIssuer", "the server's certificate is not signed by a trusted authority: give its CA with tls_ca"),
+        ("Expired", "the server's certificate has expired"),
+        ("AlertReceived(BadCertificate)", "the server refused the client certificate"),
+        ("AlertReceived(UnknownCA)", "the server does not trust the client certificate's authority"),
+        ("CorruptMessage", "the server did not answer in TLS: is it a plain-text port?"),
+        ("InvalidContentType", "the server did not answer in TLS: is it a plain-text port?"),
+    ];
+    CAUSES.iter().find(|(marker, _)| details.contains(marker)).map(|(_, explanation)| *explanation)
 }
 
 impl fmt::Display for Failure {
@@ -152,6 +175,17 @@ mod tests {
         assert_eq!(kind(ErrorKind::InvalidArgument, "WRONGTYPE Operation against a key"), FailureKind::Server);
         assert_eq!(kind(ErrorKind::Backpressure, "max buffer"), FailureKind::Backpressure);
         assert_eq!(kind(ErrorKind::Config, "bad"), FailureKind::Client);
+    }
+
+    #[test]
+    fn tls_failures_say_what_to_do() {
+        let details = "Custom { kind: InvalidData, error: AlertReceived(CertificateRequired) }";
+        let failure = Failure::from(FredError::new(ErrorKind::IO, details));
+        assert_eq!(failure.kind(), FailureKind::Connection);
+        assert_eq!(
+            failure.message(),
+            format!("tls: the server requires a client certificate: give tls_cert and tls_key ({details})")
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod prometheus;
 mod resp;
 mod sentinel;
 mod server;
+mod tls;
 
 pub use cluster::RedisCluster;
 pub use error::{Result, TestkitError};
@@ -52,3 +53,4 @@ pub use prometheus::{PROMETHEUS_ENV, PrometheusServer, Sample};
 pub use resp::{Connection, Reply};
 pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, RedisServerBuilder};
+pub use tls::{CertifiedKey, ClientAuth, OPENSSL_ENV, TestCa, TlsRedisServer, TlsRedisServerBuilder, Usage};
