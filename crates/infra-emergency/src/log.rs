@@ -88,7 +88,16 @@ impl Log {
             let mut pointer = 0;
             for j in 4 * i..4 * i + 4 {
                 if let Some(value) = &values[j] {
-                    let record: AuditRecord = decode(&keys[j], value)?;
+                    // The pointer is only a shortcut into the log: one that does not decode
+                    // (written by a foreign client) is read as absent, so the log decides and
+                    // the next advance replaces it, rather than the scope staying unreadable.
+                    let record: AuditRecord = match decode(&keys[j], value) {
+                        Err(error) if j == 4 * i => {
+                            tracing::warn!(target: "infra_emergency", %error, "ignoring a corrupt state pointer");
+                            continue;
+                        }
+                        decoded => decoded?,
+                    };
                     if j == 4 * i {
                         pointer = record.seq;
                     }
