@@ -407,10 +407,15 @@ impl Chaos {
         let key = format!("{NAMESPACE}:stream:chaos.durable");
         let deadline = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < deadline {
-            if let Ok(Reply::Array(Some(groups))) = self.server.command(&["XINFO", "GROUPS", &key]) {
+            // Not `lag`: Redis 7.0 forgets `entries-read` across a restart, and `lag` turns nil.
+            let last =
+                self.server.command(&["XINFO", "STREAM", &key]).map(|s| fields(&s).get("last-generated-id").cloned());
+            if let (Ok(Some(last)), Ok(Reply::Array(Some(groups)))) =
+                (last, self.server.command(&["XINFO", "GROUPS", &key]))
+            {
                 let drained = groups.iter().all(|group| {
                     let fields = fields(group);
-                    fields.get("pending") == Some(&Reply::Integer(0)) && fields.get("lag") == Some(&Reply::Integer(0))
+                    fields.get("pending") == Some(&Reply::Integer(0)) && fields.get("last-delivered-id") == Some(&last)
                 });
                 if drained {
                     return;
