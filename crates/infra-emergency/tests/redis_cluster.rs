@@ -140,3 +140,43 @@ async fn racing_controllers_commit_one_halt_on_a_cluster() {
         racer.close().await.unwrap();
     }
 }
+
+/// The master holding the global scope's log fails over to its replica: the halt set before is
+/// in force after, for the running controllers and for one started after; a resume then commits
+/// and reaches both running ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_halt_survives_a_master_failover() {
+    let mut cluster = RedisCluster::with_replicas(3, 1).expect("redis-server and redis-cli are needed");
+    let a = start(&cluster, "a").await;
+    let b = start(&cluster, "b").await;
+    a.halt(Scope::Global, "alice", "before the failover").await.unwrap();
+    wait_status(&b, WAIT, |s| s.state == EmergencyState::Halt).await;
+    let failed = cluster.node_for_key("test:emergency:audit:global:00000000000000000001").unwrap();
+    tokio::task::block_in_place(|| cluster.fail_over_master(failed)).unwrap();
+
+    for controller in [&a, &b] {
+        assert!(!controller.can_trade(), "the halt holds through the failover");
+    }
+    let late = start(&cluster, "late").await;
+    let status = late.status();
+    assert_eq!(
+        (status.state, status.reason.as_str(), status.global_seq),
+        (EmergencyState::Halt, "before the failover", 1)
+    );
+    // The client follows the slots to the promoted replica: the resume commits (retried until
+    // the store answers), and reaches the others.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while late.resume(Scope::Global, "alice", "after the failover").await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "the resume never committed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for controller in [&a, &b, &late] {
+        let status = wait_status(controller, WAIT, |s| s.state == EmergencyState::Normal).await;
+        assert_eq!(status.global_seq, 2);
+    }
+    let (store, _) = backends(&cluster, "reader");
+    assert_eq!(audit_keys(store.as_ref(), "global").await.len(), 2, "one record per transition");
+    for controller in [a, b, late] {
+        controller.close().await.unwrap();
+    }
+}
