@@ -112,3 +112,35 @@ async fn tls_to_a_plain_text_port_fails_within_the_timeout() {
     assert!(started.elapsed() < TIMEOUT * 3);
     connection.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_whose_addresses_differ_from_its_certificate_names_needs_tls_server_name() {
+    use infra_testkit::TlsRedisCluster;
+    let cluster = tokio::task::spawn_blocking(|| TlsRedisCluster::start("redis.test"))
+        .await
+        .unwrap()
+        .expect("a TLS cluster starts");
+
+    let by_address = connection(&cluster.url());
+    let error = by_address.connect().await.unwrap_err();
+    let text = format!("{error}: {}", std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default());
+    assert!(text.contains("set tls_server_name"), "{text}");
+    by_address.close().await;
+
+    // The name is checked for the URL's nodes and for every node CLUSTER SLOTS announces by
+    // address: keys on every master are written.
+    let by_name = connection(&format!("{}&tls_server_name=redis.test", cluster.url()));
+    by_name.connect().await.unwrap();
+    for i in 0..30 {
+        let () = by_name.client().set(format!("key-{i}"), i, None, None, false).await.unwrap();
+    }
+    for i in 0..30 {
+        let value: i64 = by_name.client().get(format!("key-{i}")).await.unwrap();
+        assert_eq!(value, i);
+    }
+    for node in cluster.nodes() {
+        let keys: u64 = node.cli(&["DBSIZE"]).unwrap().parse().unwrap();
+        assert!(keys > 0, "the node on port {} holds some of the keys", node.port());
+    }
+    by_name.close().await;
+}

@@ -53,4 +53,6 @@ pub use prometheus::{PROMETHEUS_ENV, PrometheusServer, Sample};
 pub use resp::{Connection, Reply};
 pub use sentinel::RedisSentinel;
 pub use server::{RedisServer, RedisServerBuilder};
-pub use tls::{CertifiedKey, ClientAuth, OPENSSL_ENV, TestCa, TlsRedisServer, TlsRedisServerBuilder, Usage};
+pub use tls::{
+    CertifiedKey, ClientAuth, OPENSSL_ENV, TestCa, TlsRedisCluster, TlsRedisServer, TlsRedisServerBuilder, Usage,
+};

@@ -39,6 +39,8 @@ pub enum Usage {
     Server,
     /// A client's certificate (`extendedKeyUsage=clientAuth`).
     Client,
+    /// Both: a cluster node's, which it also presents to the other nodes on the cluster bus.
+    ServerAndClient,
 }
 
 /// A throwaway certificate authority (ECDSA P-256) in its own scratch directory, removed on
@@ -92,7 +94,7 @@ impl TestCa {
     /// subject alternative names; rustls checks nothing else).
     pub fn issue(&mut self, usage: Usage, dns_names: &[&str], ips: &[&str]) -> Result<CertifiedKey> {
         self.issued += 1;
-        let name = format!("{}-{}", if usage == Usage::Server { "server" } else { "client" }, self.issued);
+        let name = format!("{}-{}", if usage == Usage::Client { "client" } else { "server" }, self.issued);
         let (key, csr, cert, ext) =
             (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
         let mut names: Vec<String> = dns_names.iter().map(|d| format!("DNS:{d}")).collect();
@@ -101,6 +103,7 @@ impl TestCa {
         extensions.push_str(match usage {
             Usage::Server => "extendedKeyUsage=serverAuth\n",
             Usage::Client => "extendedKeyUsage=clientAuth\n",
+            Usage::ServerAndClient => "extendedKeyUsage=serverAuth,clientAuth\n",
         });
         if !names.is_empty() {
             extensions.push_str(&format!("subjectAltName={}\n", names.join(",")));
@@ -215,32 +218,10 @@ impl TlsRedisServerBuilder {
         let ips: Vec<&str> = self.ips.iter().map(String::as_str).collect();
         let server_cert = ca.issue(Usage::Server, &dns, &ips)?;
         let client_cert = ca.issue(Usage::Client, &["infra-client"], &[])?;
-        let mut last_log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let mut server = TlsRedisServer {
-                port: free_port()?,
-                child: None,
-                dir: ScratchDir::new("tls-redis")?,
-                client_cert: client_cert.clone(),
-                server_cert: server_cert.clone(),
-                client_auth: self.client_auth,
-                ca_file: ca.ca_file(),
-                _ca: None,
-            };
-            match server.spawn(&binary) {
-                Ok(()) => {
-                    server._ca = Some(ca);
-                    return Ok(server);
-                }
-                Err(TestkitError::StartFailed { log, .. }) if log.contains("Address already in use") => last_log = log,
-                Err(other) => return Err(other),
-            }
-        }
-        Err(TestkitError::StartFailed {
-            port: 0,
-            reason: format!("no free port after {PORT_ATTEMPTS} attempts"),
-            log: last_log,
-        })
+        let mut server =
+            TlsRedisServer::launch(&binary, &ca.ca_file(), server_cert, client_cert, self.client_auth, Vec::new())?;
+        server._ca = Some(ca);
+        Ok(server)
     }
 }
 
@@ -265,7 +246,9 @@ pub struct TlsRedisServer {
     client_cert: CertifiedKey,
     client_auth: ClientAuth,
     ca_file: PathBuf,
-    // Kept so its files live as long as the server; `None` only while starting.
+    extra_args: Vec<String>,
+    // Kept so its files live as long as the server (`None` for a cluster's nodes: the cluster
+    // keeps it).
     _ca: Option<TestCa>,
 }
 
@@ -347,6 +330,41 @@ impl TlsRedisServer {
         Ok(())
     }
 
+    /// Starts a server on a free port with these certificates and extra arguments.
+    pub(crate) fn launch(
+        binary: &Path,
+        ca_file: &Path,
+        server_cert: CertifiedKey,
+        client_cert: CertifiedKey,
+        client_auth: ClientAuth,
+        extra_args: Vec<String>,
+    ) -> Result<Self> {
+        let mut last_log = String::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = TlsRedisServer {
+                port: free_port()?,
+                child: None,
+                dir: ScratchDir::new("tls-redis")?,
+                client_cert: client_cert.clone(),
+                server_cert: server_cert.clone(),
+                client_auth,
+                ca_file: ca_file.to_path_buf(),
+                extra_args: extra_args.clone(),
+                _ca: None,
+            };
+            match server.spawn(binary) {
+                Ok(()) => return Ok(server),
+                Err(TestkitError::StartFailed { log, .. }) if log.contains("Address already in use") => last_log = log,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(TestkitError::StartFailed {
+            port: 0,
+            reason: format!("no free port after {PORT_ATTEMPTS} attempts"),
+            log: last_log,
+        })
+    }
+
     fn spawn(&mut self, binary: &Path) -> Result<()> {
         let mut command = Command::new(binary);
         command
@@ -366,7 +384,8 @@ impl TlsRedisServer {
                     ClientAuth::Optional => "optional",
                     ClientAuth::Required => "yes",
                 },
-            ]);
+            ])
+            .args(&self.extra_args);
         let child = command
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -414,5 +433,124 @@ impl TlsRedisServer {
 impl Drop for TlsRedisServer {
     fn drop(&mut self) {
         let _ = self.kill();
+    }
+}
+
+/// Three TLS-only masters forming a Redis Cluster (TLS on the cluster bus too), whose one
+/// certificate names only a DNS name, never the loopback address the nodes announce in
+/// `CLUSTER SLOTS`: a client must be told the name to check (`tls_server_name`), as with
+/// managed clusters whose nodes are reached by address. Dropping it kills every node.
+#[derive(Debug)]
+pub struct TlsRedisCluster {
+    nodes: Vec<TlsRedisServer>,
+    ca: TestCa,
+}
+
+impl TlsRedisCluster {
+    /// Starts three nodes whose certificate names `certificate_name` only, joins them with
+    /// `redis-cli --cluster create --tls` and waits until every node reports
+    /// `cluster_state:ok`.
+    pub fn start(certificate_name: &str) -> Result<Self> {
+        let binary = executable("redis-server", REDIS_SERVER_ENV)?;
+        let cli = executable("redis-cli", REDIS_CLI_ENV)?;
+        let mut ca = TestCa::new()?;
+        let node_cert = ca.issue(Usage::ServerAndClient, &[certificate_name], &[])?;
+        let client_cert = ca.issue(Usage::Client, &["infra-client"], &[])?;
+        let mut nodes = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let bus_port = free_port()?.to_string();
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "1000",
+                "--cluster-port",
+                &bus_port,
+                "--cluster-require-full-coverage",
+                "no",
+                "--tls-cluster",
+                "yes",
+            ];
+            let args = args.iter().map(|a| (*a).to_owned()).collect();
+            let node = TlsRedisServer::launch(
+                &binary,
+                &ca.ca_file(),
+                node_cert.clone(),
+                client_cert.clone(),
+                ClientAuth::Optional,
+                args,
+            )?;
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let output = Command::new(&cli)
+            .args(["--tls", "--cacert"])
+            .arg(ca.ca_file())
+            .arg("--cert")
+            .arg(&client_cert.cert)
+            .arg("--key")
+            .arg(&client_cert.key)
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io_error(format!("running {} --cluster create --tls", cli.display())))?;
+        if !output.status.success() {
+            return Err(TestkitError::Cluster(format!(
+                "`redis-cli --cluster create --tls` exited with {}: {}{}",
+                output.status,
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        let cluster = Self { nodes, ca };
+        cluster.wait_until_healthy()?;
+        Ok(cluster)
+    }
+
+    /// The nodes, in start order.
+    pub fn nodes(&self) -> &[TlsRedisServer] {
+        &self.nodes
+    }
+
+    /// The CA's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca.ca_file()
+    }
+
+    /// `rediss-cluster://127.0.0.1:<p0>?node=127.0.0.1:<p1>&node=127.0.0.1:<p2>&tls_ca=<ca.pem>`:
+    /// trusts the test CA, checks certificates against the address (which they do not name).
+    pub fn url(&self) -> String {
+        let mut ports = self.nodes.iter().map(|n| n.port);
+        let mut url = format!("rediss-cluster://127.0.0.1:{}?", ports.next().unwrap_or_default());
+        for port in ports {
+            url.push_str(&format!("node=127.0.0.1:{port}&"));
+        }
+        url.push_str(&format!("tls_ca={}", self.ca.ca_file().display()));
+        url
+    }
+
+    fn wait_until_healthy(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut last = String::new();
+            let healthy = self.nodes.iter().all(|node| {
+                let info = node.cli(&["CLUSTER", "INFO"]).unwrap_or_default();
+                last = format!("node on port {}: {}", node.port, info.lines().take(6).collect::<Vec<_>>().join(", "));
+                info.contains("cluster_state:ok")
+                    && info.contains("cluster_slots_assigned:16384")
+                    && info.contains("cluster_known_nodes:3")
+            });
+            if healthy {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(TestkitError::Cluster(format!("the TLS cluster is not healthy after 30s; {last}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
