@@ -14,6 +14,7 @@ use futures::Stream;
 use metrics::Histogram;
 use metrics::{Counter, Unit};
 
+#[cfg(feature = "redis")]
 use crate::Result;
 
 /// Calls by operation, backend and outcome.
@@ -100,13 +101,6 @@ impl OpCounters {
                 |outcome| metrics::counter!(OPERATIONS, "op" => op.label(), "backend" => backend, "outcome" => outcome),
             )
         }))
-    }
-
-    /// Counts one call of `op` that ended as `result` says.
-    #[cfg(feature = "memory")]
-    #[inline(always)]
-    pub(crate) fn count<T>(&self, op: Op, result: &Result<T>) {
-        self.count_outcome(op, result.is_err());
     }
 
     /// Counts one call of `op`, failed or not.

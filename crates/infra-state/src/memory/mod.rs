@@ -164,6 +164,7 @@ impl MemoryStore {
         ttl.map(|ttl| ttl_millis(key, ttl).map(|ms| (ttl, ms))).transpose()
     }
 
+    #[inline(always)]
     fn get_now(&self, key: &str) -> Result<Option<StateValue>> {
         check_key(key)?;
         Ok(self.inner.map.get(key).and_then(|entry| {
@@ -356,8 +357,11 @@ impl MemoryStore {
     /// Counts the call and hands its result back, ready.
     #[inline(always)]
     fn ready<'a, T>(&self, op: Op, result: Result<T>) -> StateFuture<'a, T> {
-        self.inner.counters.count(op, &result);
-        StateFuture::ready(result)
+        // Counted once the future is built, so the (large) result is not kept across the call.
+        let failed = result.is_err();
+        let future = StateFuture::ready(result);
+        self.inner.counters.count_outcome(op, failed);
+        future
     }
 }
 
