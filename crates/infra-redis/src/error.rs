@@ -126,8 +126,9 @@ impl From<FredError> for Failure {
 impl From<&FredError> for Failure {
     fn from(error: &FredError) -> Self {
         let details = error.details();
-        // Only transport errors: a server reply (a script's error) may contain any word.
-        let transport = matches!(error.kind(), ErrorKind::IO | ErrorKind::Tls);
+        // Only transport errors (rustls's arrive as I/O errors): a server reply (a script's
+        // error) may contain any word.
+        let transport = *error.kind() == ErrorKind::IO;
         match explain_tls(details).filter(|_| transport) {
             Some(explanation) => Self::new(FailureKind::of(error), &format!("tls: {explanation} ({details})")),
             None => Self::new(FailureKind::of(error), details),
