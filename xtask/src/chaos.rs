@@ -326,8 +326,11 @@ impl Chaos {
         std::thread::sleep(gap);
 
         eprintln!("==> chaos: global resume through infractl");
-        self.infractl(&["emergency", "resume", "--global", "--reason", "chaos suite over", "--operator", "chaos"])?;
-        self.halt.resumed_ms = now_ms();
+        let issued_ms = now_ms();
+        let record =
+            self.infractl(&["emergency", "resume", "--global", "--reason", "chaos suite over", "--operator", "chaos"])?;
+        // From the resume's audit record: the bots apply it before infractl has exited.
+        self.halt.resumed_ms = record.first().and_then(|r| r["at_ms"].as_u64()).unwrap_or(issued_ms);
         // The halt's window ends with the resume; recovery is measured from there.
         self.faults[halt_fault].ended_ms = self.halt.resumed_ms;
         std::thread::sleep(gap);

@@ -70,7 +70,8 @@ impl Outcome {
             passed: last.is_some() && recoveries.iter().all(Option::is_some),
             figures: match last {
                 Some(ms) => {
-                    format!("every bot made progress on {} within {} of the resume", WORKLOADS.join(", "), seconds(ms))
+                    let workloads = WORKLOADS.join(", ");
+                    format!("every bot made progress on {workloads} within {ms} ms of the resume's audit record")
                 }
                 None => "some bot made no progress after a fault".to_owned(),
             },
@@ -120,7 +121,7 @@ impl Outcome {
                 "| {} | {} | {} ({}) | {} | {} |",
                 fault.name,
                 seconds(fault.ended_ms.saturating_sub(fault.injected_ms)),
-                recovery.map_or_else(|| "**never**".to_owned(), seconds),
+                recovery.map_or_else(|| "**never**".to_owned(), short_time),
                 workloads.join(", "),
                 losses_text(losses),
                 if fault.note.is_empty() { "" } else { &fault.note },
@@ -150,6 +151,11 @@ fn millis(duration: Duration) -> u64 {
 
 fn seconds(ms: u64) -> String {
     format!("{:.1} s", ms as f64 / 1000.0)
+}
+
+/// Milliseconds below a second, else seconds.
+fn short_time(ms: u64) -> String {
+    if ms < 1000 { format!("{ms} ms") } else { seconds(ms) }
 }
 
 fn losses_text(losses: &Losses) -> String {
