@@ -31,6 +31,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBus`] |
 //! | `redis` | | `redis::RedisBus` (pub/sub) and `redis::DurableBus` (streams) through `fred` |
+//! | `tls` | | `rediss://` URLs (rustls with ring) for the Redis buses; CA and client certificate as URL parameters (see `infra-redis`) |
 //!
 //! # Metrics
 //!

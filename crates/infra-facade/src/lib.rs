@@ -28,6 +28,7 @@
 //! | feature | default | enables |
 //! |---|---|---|
 //! | `redis` | | the Redis backends of the store, the bus and the emergency controller (without it, only memory backends are compiled and no Redis client is built) |
+//! | `tls` | | `rediss://` URLs (rustls with ring) for the store, the bus and the controller; CA and client certificate as URL parameters (`tls_ca`, `tls_cert`, `tls_key`, `tls_server_name`) |
 //! | `tower` | | `resilience::tower_layers`: `tower` layers for the breaker, timeout and bulkhead |
 //!
 //! # Example
