@@ -83,6 +83,16 @@ impl RedisUrl {
         if url.host_str().is_none_or(str::is_empty) {
             return Err(InvalidRedisUrl::new(input, "missing host"));
         }
+        if url.fragment().is_some() {
+            // Nothing in a Redis URL is a fragment: it is a password's unescaped `#`.
+            return Err(InvalidRedisUrl::new(input, "a `#` in a redis url: write it %23"));
+        }
+        if has_stray_at(&url) {
+            return Err(InvalidRedisUrl::new(
+                input,
+                "an `@` after the host: a `/`, `?` or `#` in a password must be written %2F, %3F or %23",
+            ));
+        }
         Ok(Self { url })
     }
 
@@ -253,6 +263,15 @@ fn redact_malformed(input: &str) -> String {
     out.push_str(head);
     let authority_end = body.find(['/', '?', '#']).unwrap_or(body.len());
     match body.rfind('@') {
+        // The `@` of a query value (`?password=a@b`, a host missing): the value's tail, up to
+        // the next parameter, is part of the secret too.
+        Some(at) if at > authority_end && is_in_query_value(&body[..at]) => {
+            out.push_str(REDACTED);
+            if let Some(next) = body[at..].find('&') {
+                out.push('&');
+                redact_query(&body[at + next + 1..], &mut out);
+            }
+        }
         Some(at) if at > authority_end => {
             out.push_str(REDACTED);
             redact_after_scheme(&body[at..], &mut out);
@@ -260,6 +279,28 @@ fn redact_malformed(input: &str) -> String {
         _ => redact_after_scheme(body, &mut out),
     }
     out
+}
+
+/// Whether an `@` sits where no Redis URL needs one: in the path, or a query value
+/// that is neither a secret nor a nested URL. It is the `@` of a user-info cut short by an
+/// unescaped `/`, `?` or `#` (`redis://tok#en@host` parses with host `tok`), so the URL is
+/// refused and its error, which hides everything up to that `@`, is all that is ever shown.
+fn has_stray_at(url: &url::Url) -> bool {
+    let in_query = url.query().is_some_and(|query| {
+        query.split('&').any(|pair| match pair.split_once('=') {
+            Some((key, value)) => value.contains('@') && !value.contains("://") && !is_secret_query_param(key),
+            None => pair.contains('@'),
+        })
+    });
+    url.path().contains('@') || in_query
+}
+
+/// Whether the end of `before` is inside a `key=value` of a query (a `?` then a `=` with no `&`
+/// after it), rather than inside a user-info that a `/`, `?` or `#` cut short, or a URL nested
+/// in the value (whose own user-info ends at the `@`).
+fn is_in_query_value(before: &str) -> bool {
+    let last_pair = before.split_once('?').and_then(|(_, query)| query.rsplit('&').next());
+    last_pair.and_then(|pair| pair.split_once('=')).is_some_and(|(_, value)| !value.contains("://"))
 }
 
 /// Redacts one URL without its `scheme://`: user-info, then query; the host, path and fragment
@@ -274,16 +315,16 @@ fn redact_after_scheme(url: &str, out: &mut String) {
         }
         None => out.push_str(authority),
     }
-    let (before_fragment, fragment) = after.split_at(after.find('#').unwrap_or(after.len()));
-    match before_fragment.split_once('?') {
+    // A `#` after the `?` stays in its query value: in a Redis URL it can only be a secret's
+    // unescaped `#`, and must not end the value that hides it.
+    match after.split_once('?') {
         Some((path, query)) => {
             out.push_str(path);
             out.push('?');
             redact_query(query, out);
         }
-        None => out.push_str(before_fragment),
+        None => out.push_str(after),
     }
-    out.push_str(fragment);
 }
 
 /// `user:password` keeps the user; a lone `user` is hidden whole, since a token is often passed
@@ -433,8 +474,6 @@ mod tests {
             ("redis://h?node=redis://u:s3cret@b:1", "redis://h?node=redis://u:***@b:1"),
             // No value, or an empty one: nothing to hide.
             ("redis://h?password&password=", "redis://h?password&password="),
-            // A fragment is not part of the query.
-            ("redis://h?db=1#password=x", "redis://h?db=1#password=x"),
         ];
         for (input, expected) in table {
             let url = RedisUrl::parse(input).unwrap();
@@ -443,6 +482,14 @@ mod tests {
             assert!(!url.to_string().contains("s3cret") && !format!("{url:?}").contains("s3cret"), "{input}");
             assert_eq!(url.expose(), input);
         }
+        // A `#` can only be a secret's, unescaped: refused, and it does not end a hidden value.
+        let error = RedisUrl::parse("redis://h?password=s3#cret&db=1").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "malformed redis url `redis://h?password=***&db=1`: a `#` in a redis url: write it %23"
+        );
+        let error = RedisUrl::parse("redis://tok#en@h").unwrap_err();
+        assert_eq!(error.to_string(), "malformed redis url `redis://***@h`: a `#` in a redis url: write it %23");
     }
 
     #[test]
@@ -482,6 +529,11 @@ mod tests {
             ),
             // Parsed, but not a Redis URL.
             ("redis:s3cret@host?password=s3cret", "malformed redis url `redis:***@host?password=***`: missing host"),
+            // An `@` in a query value of a URL without a host: the value's tail is hidden too.
+            (
+                "redis://?sentinelServiceName=m&password=s3@cret&node=h2:1",
+                "malformed redis url `redis://***&node=h2:1`: missing host",
+            ),
         ];
         for (input, expected) in table {
             let err = RedisUrl::parse(input).unwrap_err();
