@@ -2,6 +2,8 @@
 //! master fails over is still in force after it, for the running controllers and for one
 //! started afterwards, and a new transition commits and reaches the fleet.
 
+#![cfg(all(feature = "memory", feature = "redis"))]
+
 mod support;
 
 use std::{sync::Arc, time::Duration};

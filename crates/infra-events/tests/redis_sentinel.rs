@@ -2,6 +2,8 @@
 //! through the sentinels and, once the master fails over, subscriptions made before go on
 //! receiving and publishing resumes, with the same bus objects.
 
+#![cfg(feature = "redis")]
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -53,6 +53,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryStore`] |
 //! | `redis` | | [`redis::RedisStore`], through the `infra-redis` connection layer (key layout documented there) |
+//! | `tls` | | `rediss://` URLs (rustls with ring) for the Redis backend; CA and client certificate as URL parameters (see `infra-redis`) |
 //!
 //! # Example
 //!

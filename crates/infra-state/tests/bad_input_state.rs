@@ -2,7 +2,7 @@
 //! limit, keys with odd bytes, and what foreign clients leave under the namespace (text that is
 //! not JSON, bytes that are not UTF-8, lists, sets, sorted sets, streams). Each is a typed
 //! error or reads as documented, and the store keeps working.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "memory", feature = "redis"))]
 
 use std::{
     io::{Read, Write},

@@ -2,6 +2,8 @@
 //! through the sentinels and, once the master fails over, reads and writes resume on the
 //! promoted replica with the same store, and the data written before is still there.
 
+#![cfg(feature = "redis")]
+
 use std::time::{Duration, Instant};
 
 use infra_config::RedisUrl;
