@@ -2,7 +2,7 @@
 //! end to end, on the pub/sub bus and on the durable bus: start (restoring what the store
 //! holds), halt, resume, shutdown, re-arm, history, fleet, heartbeats, risk limits, close. A
 //! NOPERM anywhere would fail-close the controller or fail a transition.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "memory", feature = "redis"))]
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! on its channel, corrupt or wrongly typed records in the store, garbage heartbeats. None
 //! crashes a controller or lifts a halt; a record that cannot be read keeps the bot halted
 //! (fail-closed) until it is repaired.
-#![cfg(feature = "redis")]
+#![cfg(all(feature = "memory", feature = "redis"))]
 
 mod support;
 
