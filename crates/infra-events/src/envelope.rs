@@ -194,6 +194,20 @@ impl Envelope {
         }
     }
 
+    /// The wire form, refused with [`EventsError::PayloadTooLarge`] past
+    /// [`MAX_EVENT_BYTES`](crate::MAX_EVENT_BYTES) (what the Redis buses send).
+    pub(crate) fn to_wire_bounded(&self) -> Result<String, crate::EventsError> {
+        let wire = self.to_wire();
+        if wire.len() > crate::MAX_EVENT_BYTES {
+            return Err(crate::EventsError::PayloadTooLarge {
+                channel: self.channel.clone(),
+                size: wire.len(),
+                limit: crate::MAX_EVENT_BYTES,
+            });
+        }
+        Ok(wire)
+    }
+
     /// The wire form. A raw payload (only foreign events have one) is written as a JSON string
     /// of its lossy UTF-8 text.
     pub fn to_wire(&self) -> String {

@@ -120,6 +120,18 @@ pub enum EventsError {
         /// What serde said.
         reason: String,
     },
+    /// An event whose wire form (the envelope with its payload, as JSON) is larger than
+    /// [`MAX_EVENT_BYTES`](crate::MAX_EVENT_BYTES): refused by the Redis buses before anything
+    /// is sent. Neither transient nor applied.
+    #[error("the event for channel `{channel}` has {size} bytes encoded, more than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The channel it was for.
+        channel: String,
+        /// Its encoded size in bytes.
+        size: usize,
+        /// The limit, [`MAX_EVENT_BYTES`](crate::MAX_EVENT_BYTES).
+        limit: usize,
+    },
     /// A channel pattern that is almost certainly a mistake (empty, an unclosed `[`, a trailing
     /// `\`): see [`Pattern::parse`](crate::Pattern::parse). Neither transient nor applied.
     #[error("invalid channel pattern `{pattern}`: {reason}")]
@@ -149,6 +161,7 @@ impl EventsError {
             | Self::Backend { .. }
             | Self::MissingUrl
             | Self::Encode { .. }
+            | Self::PayloadTooLarge { .. }
             | Self::Decode { .. }
             | Self::InvalidPattern { .. } => false,
         }
@@ -174,6 +187,7 @@ impl EventsError {
             | Self::InvalidPosition(_)
             | Self::MissingUrl
             | Self::Encode { .. }
+            | Self::PayloadTooLarge { .. }
             | Self::Decode { .. }
             | Self::InvalidPattern { .. } => false,
         }

@@ -128,6 +128,14 @@ pub use bus::{
     SubscriptionStats, Topic,
 };
 pub use envelope::{Envelope, EventId, EventMeta, Payload, WIRE_VERSION};
+
+/// The largest event the Redis buses send, in bytes of its wire form (envelope and payload as
+/// JSON): 16 MiB. Larger events are refused with [`EventsError::PayloadTooLarge`] before
+/// anything is sent: Redis disconnects a pub/sub subscriber whose output buffer passes 32 MB
+/// (`client-output-buffer-limit pubsub`), so a larger event could never be delivered, and a
+/// stream entry that size stalls every consumer. The memory bus passes payloads by reference and
+/// has no such limit (a documented difference).
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 pub use error::{BoxError, EventsError, Result};
 pub use ext::{EventBusExt, JsonHandler};
 pub use factory::from_config;

@@ -249,13 +249,36 @@ async fn a_payload_over_the_servers_limit_is_a_typed_error_and_the_bus_carries_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pubsub_event_over_the_subscribers_output_limit_is_lost_and_reported_as_a_gap() {
-    // Redis disconnects a pub/sub subscriber whose output buffer passes 32 MB (its default
-    // `client-output-buffer-limit pubsub`): a larger event cannot be delivered.
-    let server = RedisServer::start().unwrap();
+    // Redis disconnects a pub/sub subscriber whose output buffer passes its limit (32 MB by
+    // default, here 1 MB): a larger event cannot be delivered.
+    let server = RedisServer::builder().args(["--client-output-buffer-limit", "pubsub 1mb 1mb 0"]).start().unwrap();
     let bus = RedisBus::new(&url(&server), "ns", "bot", TIMEOUT).unwrap();
     let mut stream = bus.stream(channel("c"), SubscribeOptions::default()).await.unwrap();
-    bus.publish("c", json!("x".repeat(40 << 20))).await.unwrap();
+    bus.publish("c", json!("x".repeat(2 << 20))).await.unwrap();
     until("the gap", || stream.stats().gaps() >= 1).await;
     publish_until_ok(&bus, "c", json!(1)).await;
     assert_eq!(next(&mut stream).await.decode::<i64>().unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_over_the_event_limit_is_refused_before_anything_is_sent() {
+    let server = RedisServer::start().unwrap();
+    let ephemeral = RedisBus::new(&url(&server), "ns", "bot", TIMEOUT).unwrap();
+    let durable = DurableBus::new(&url(&server), "ns", "bot", TIMEOUT, DurableOptions::default()).unwrap();
+    let buses: [Arc<dyn EventBus>; 2] = [Arc::new(ephemeral), Arc::new(durable)];
+    let big = json!("x".repeat(infra_events::MAX_EVENT_BYTES));
+    for bus in buses {
+        let mut stream = bus.stream(channel("big"), SubscribeOptions::default()).await.unwrap();
+        let error = bus.publish("big", big.clone()).await.unwrap_err();
+        let EventsError::PayloadTooLarge { channel, size, limit } = &error else { panic!("{error:?}") };
+        assert_eq!((channel.as_str(), *limit), ("big", infra_events::MAX_EVENT_BYTES));
+        assert!(*size > *limit, "{error}");
+        assert!(error.to_string().starts_with("the event for channel `big` has "), "{error}");
+        assert!(!error.is_transient() && !error.may_have_been_applied());
+        // A batch holding one is refused whole: nothing of it is sent.
+        let batch = bus.publish_batch(vec![("big", json!(1)), ("big", big.clone())]).await;
+        assert!(matches!(batch, Err(EventsError::PayloadTooLarge { .. })), "{batch:?}");
+        bus.publish("big", json!(2)).await.unwrap();
+        assert_eq!(next(&mut stream).await.decode::<i64>().unwrap(), 2, "neither the event nor the batch went out");
+    }
 }

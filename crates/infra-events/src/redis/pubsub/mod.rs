@@ -295,7 +295,7 @@ impl EventBus for RedisBus {
             let result = async {
                 self.start_publisher().await?;
                 let event = Envelope::new(channel, self.inner.source.as_str(), payload);
-                let receivers = self.inner.publish(channel, event.to_wire()).await?;
+                let receivers = self.inner.publish(channel, event.to_wire_bounded()?).await?;
                 Ok(published(event.id, receivers))
             }
             .await;
@@ -361,7 +361,7 @@ impl RedisBus {
         for (channel, payload) in events {
             let event = Envelope::new(channel, inner.source.as_str(), payload);
             ids.push(event.id);
-            let wire = event.to_wire();
+            let wire = event.to_wire_bounded()?;
             if inner.clustered {
                 // As in `Inner::send`: the sharded copy, whose reply is reported, then the
                 // copy for pattern subscriptions.

@@ -368,11 +368,12 @@ impl EventBus for DurableBus {
                 self.start().await?;
                 let event = Envelope::new(channel, self.inner.source.as_str(), payload);
                 let key = self.stream_key(channel);
+                let wire = event.to_wire_bounded()?;
                 let entry: Value = self
                     .inner
                     .publisher
                     .client()
-                    .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                    .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", wire)])
                     .await
                     .map_err(|e| self.error("publish", &key, e))?;
                 Ok(stored(event.id, entry))
@@ -444,8 +445,9 @@ impl DurableBus {
         for (channel, payload) in events {
             let event = Envelope::new(channel, self.inner.source.as_str(), payload);
             let key = self.stream_key(channel);
+            let wire = event.to_wire_bounded()?;
             let () = pipeline
-                .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", event.to_wire())])
+                .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", wire)])
                 .await
                 .map_err(|e| self.error("publish_batch", &key, e))?;
             sent.push((event.id, key));
