@@ -285,6 +285,7 @@
     $('#confirm-operator').value = sessionStorage.getItem(OPERATOR_KEY) || $('#confirm-operator').value || '';
     $('#confirm-token').value = sessionStorage.getItem(TOKEN_KEY) || $('#confirm-token').value || '';
     $('#confirm-error').textContent = '';
+    $('#confirm-ok').textContent = 'Confirm';
     updateOk();
     dialog.showModal();
     $('#confirm-reason').focus();
@@ -299,8 +300,10 @@
     if (!operator) { $('#confirm-error').textContent = 'your name is required (it goes in the audit log)'; return; }
     sessionStorage.setItem(OPERATOR_KEY, operator);
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
+    // Progress shows on the button: `#confirm-error` holds errors only.
     $('#confirm-ok').disabled = true;
-    $('#confirm-error').textContent = 'sending…';
+    $('#confirm-ok').textContent = 'Sending…';
+    $('#confirm-error').textContent = '';
     try {
       const response = await fetch(`/api/emergency/${pending.action}`, {
         method: 'POST',
@@ -308,6 +311,7 @@
         body: JSON.stringify({ scope: pending.scope, reason, operator }),
       });
       const body = await response.json().catch(() => ({}));
+      $('#confirm-ok').textContent = 'Confirm';
       if (!response.ok) {
         if (response.status === 401) sessionStorage.removeItem(TOKEN_KEY);
         $('#confirm-error').textContent = `${response.status}: ${body.error || response.statusText}`;
@@ -321,6 +325,7 @@
       dialog.close();
       refresh();
     } catch (error) {
+      $('#confirm-ok').textContent = 'Confirm';
       $('#confirm-error').textContent = `the dashboard did not answer: ${error.message}`;
       updateOk();
     }
