@@ -196,6 +196,7 @@ impl Envelope {
 
     /// The wire form, refused with [`EventsError::PayloadTooLarge`] past
     /// [`MAX_EVENT_BYTES`](crate::MAX_EVENT_BYTES) (what the Redis buses send).
+    #[cfg(feature = "redis")]
     pub(crate) fn to_wire_bounded(&self) -> Result<String, crate::EventsError> {
         let wire = self.to_wire();
         if wire.len() > crate::MAX_EVENT_BYTES {
