@@ -12,7 +12,7 @@
 //! | live prices with their age | the bus, channels matching `dashboard.prices_pattern` (last price per channel) |
 //! | executions, rejected ones with their reason | the bus, `dashboard.executions_pattern` (the last 200) |
 //! | risk limits, used against limit | the heartbeats' `limit_use` |
-//! | health: Redis reachable and latency, breakers, events dropped and gaps | [`Infrastructure::health`], the bus channel [`BREAKER_CHANNEL`](infra_facade::BREAKER_CHANNEL), the dashboard's own subscriptions |
+//! | health: Redis reachable and latency, breakers, events dropped and gaps | [`Infrastructure::health`], the bus channel [`BREAKER_CHANNEL`], the dashboard's own subscriptions |
 //! | the audit log, by bot and scope | [`history`](infra_facade::emergency::EmergencyController::history) |
 //!
 //! # HTTP
