@@ -239,8 +239,11 @@ async fn a_payload_over_the_servers_limit_is_a_typed_error_and_the_bus_carries_o
     for bus in buses {
         let mut stream = bus.stream(channel("c"), SubscribeOptions::default()).await.unwrap();
         let error = bus.publish("c", big.clone()).await.unwrap_err();
-        assert!(matches!(error, EventsError::Backend { .. }), "{error:?}");
-        assert!(format!("{error:?}").contains("invalid bulk length"), "{error:?}");
+        // Redis answers `invalid bulk length` and closes the connection; which of the two the
+        // client reports first is a race (the reply, or a command it could not route).
+        assert!(matches!(error, EventsError::Backend { .. } | EventsError::Connection { .. }), "{error:?}");
+        let text = format!("{error:?}");
+        assert!(text.contains("invalid bulk length") || text.contains("route"), "{error:?}");
         // Redis closes the connection after a protocol error: the bus reconnects by itself.
         publish_until_ok(bus.as_ref(), "c", json!(1)).await;
         assert_eq!(next(&mut stream).await.decode::<i64>().unwrap(), 1);
