@@ -95,12 +95,19 @@ impl PrometheusRecorder {
 /// Records the outcome of a ping of `component`'s Redis (`state` or `events`):
 /// `infra_redis_up` (1 or 0) and, when it answered, `infra_redis_ping_latency_seconds`.
 pub fn record_redis_ping(component: &'static str, answered: bool, took: Duration) {
-    metrics::describe_gauge!("infra_redis_up", "1 when the last ping of the component's Redis answered, 0 otherwise");
-    metrics::describe_gauge!(
-        "infra_redis_ping_latency_seconds",
-        metrics::Unit::Seconds,
-        "round trip of the last ping of the component's Redis"
-    );
+    // Described once per process, not per ping (each scrape pings).
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_gauge!(
+            "infra_redis_up",
+            "1 when the last ping of the component's Redis answered, 0 otherwise"
+        );
+        metrics::describe_gauge!(
+            "infra_redis_ping_latency_seconds",
+            metrics::Unit::Seconds,
+            "round trip of the last ping of the component's Redis"
+        );
+    });
     metrics::gauge!("infra_redis_up", "component" => component).set(if answered { 1.0 } else { 0.0 });
     if answered {
         metrics::gauge!("infra_redis_ping_latency_seconds", "component" => component).set(took.as_secs_f64());

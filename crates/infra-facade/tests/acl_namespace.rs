@@ -24,10 +24,7 @@ const PASSWORD: &str = "Zq9-bot-secret";
 /// may touch only `ns:*` keys and channels.
 fn server() -> RedisServer {
     let server = RedisServer::builder().acl_user("admin", "admin-pw").start().expect("redis-server must be installed");
-    let password = format!(">{PASSWORD}");
-    server
-        .command(&["ACL", "SETUSER", "bot", "on", &password, "resetkeys", "~ns:*", "resetchannels", "&ns:*", "+@all"])
-        .unwrap();
+    server.add_namespace_user("bot", PASSWORD, "ns").unwrap();
     server
 }
 

@@ -4,18 +4,14 @@
 //! error or reads as documented, and the store keeps working.
 #![cfg(all(feature = "memory", feature = "redis"))]
 
-use std::{
-    io::{Read, Write},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use infra_config::RedisUrl;
 use infra_state::{
     Expected, MAX_VALUE_BYTES, Number, StateError, StateStore, StateStoreExt, StateValue, memory::MemoryStore,
     redis::RedisStore,
 };
-use infra_testkit::RedisServer;
+use infra_testkit::{RedisServer, Reply};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -25,23 +21,6 @@ fn redis(server: &RedisServer) -> RedisStore {
 
 fn json<T: serde::Serialize>(value: &T) -> StateValue {
     StateValue::json(value).unwrap()
-}
-
-/// Sends one command with binary arguments on a connection of its own (the kit's client takes
-/// text only) and returns the start of the reply.
-fn raw_command(server: &RedisServer, args: &[&[u8]]) -> Vec<u8> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut frame = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        frame.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        frame.extend_from_slice(arg);
-        frame.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&frame).unwrap();
-    let mut reply = [0; 64];
-    let read = stream.read(&mut reply).unwrap();
-    reply[..read].to_vec()
 }
 
 fn is_wrong_type(error: &StateError) -> bool {
@@ -151,7 +130,10 @@ async fn foreign_text_that_is_not_json_reads_raw_and_fails_typed_decoding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_bytes_that_are_not_utf8_are_a_typed_error_on_every_read() {
     let server = RedisServer::start().unwrap();
-    assert_eq!(raw_command(&server, &[b"SET", b"ns:bin", &[0xff, 0xfe, 0x00, 0x80]]), b"+OK\r\n");
+    assert_eq!(
+        server.command_bytes(&[b"SET", b"ns:bin", &[0xff, 0xfe, 0x00, 0x80]]).unwrap(),
+        Reply::Status("OK".to_owned())
+    );
     let store = redis(&server);
     let not_text =
         |error: StateError| assert!(matches!(&error, StateError::NotText { key } if key == "bin"), "{error:?}");

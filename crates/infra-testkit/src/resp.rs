@@ -58,13 +58,20 @@ impl Connection {
 
     /// Sends one command and reads its reply (an error reply is returned as [`Reply::Error`]).
     pub fn command(&mut self, args: &[&str]) -> Result<Reply> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.command_bytes(&args)
+    }
+
+    /// [`command`](Self::command) with binary arguments (values that are not UTF-8 text, as a
+    /// foreign client may write them).
+    pub fn command_bytes(&mut self, args: &[&[u8]]) -> Result<Reply> {
         let mut frame = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
             frame.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            frame.extend_from_slice(arg.as_bytes());
+            frame.extend_from_slice(arg);
             frame.extend_from_slice(b"\r\n");
         }
-        let name = args.first().copied().unwrap_or_default();
+        let name = String::from_utf8_lossy(args.first().copied().unwrap_or_default()).into_owned();
         self.reader.get_mut().write_all(&frame).map_err(io_error(format!("sending {name}")))?;
         self.read_reply().map_err(io_error(format!("reading the reply to {name}")))
     }

@@ -184,6 +184,22 @@ impl RedisServer {
         self.connect()?.command_ok(args)
     }
 
+    /// [`command`](Self::command) with binary arguments, as a foreign client writing bytes
+    /// that are not UTF-8 would send them; an error reply is returned as [`Reply::Error`].
+    pub fn command_bytes(&self, args: &[&[u8]]) -> Result<Reply> {
+        self.connect()?.command_bytes(args)
+    }
+
+    /// Adds the ACL user `user` allowed every command but only the keys and channels of
+    /// `namespace` (`~ns:*`, `&ns:*`): what a production bot's user looks like. Give the server
+    /// an [`acl_user`](RedisServerBuilder::acl_user) first, so the kit's own probes keep a
+    /// user that may do anything.
+    pub fn add_namespace_user(&self, user: &str, password: &str, namespace: &str) -> Result<()> {
+        let (password, keys, channels) = (format!(">{password}"), format!("~{namespace}:*"), format!("&{namespace}:*"));
+        let args = ["ACL", "SETUSER", user, "on", &password, "resetkeys", &keys, "resetchannels", &channels, "+@all"];
+        self.command(&args).map(drop)
+    }
+
     /// Stops the server gracefully (SIGTERM; nothing is saved) and waits for it to exit.
     pub fn stop(&mut self) -> Result<()> {
         self.signal(Signal::SIGCONT)?;
