@@ -35,27 +35,7 @@ macro_rules! on_a_cluster {
     };
 }
 
-on_a_cluster!(
-    basics,
-    ttl_and_expiry,
-    invalid_ttls_are_rejected_the_same_way,
-    set_if_not_exists,
-    one_winner_among_100_concurrent_set_if_not_exists,
-    many_concurrent_gets_and_sets,
-    increments,
-    exact_total_after_1000_concurrent_increments,
-    bulk_operations,
-    list_keys_by_prefix,
-    compare_and_swap,
-    optimistic_updates_from_many_tasks_lose_nothing,
-    unicode_binary_looking_and_large_values,
-    odd_keys,
-    compare_and_delete,
-    locks_belong_to_their_owner,
-    updates_can_refuse,
-    typed_bulk_with_owned_keys,
-    connect_and_ping,
-);
+support::every_case!(on_a_cluster);
 
 /// The keys of one `set_many` land on every master, and the batch is still written whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
