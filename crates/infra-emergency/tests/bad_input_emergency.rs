@@ -8,20 +8,17 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use infra_config::RedisUrl;
 use infra_emergency::{ControllerOptions, EmergencyController, EmergencyState, STATE_UNAVAILABLE, Scope};
-use infra_events::{EventBus, redis::RedisBus};
-use infra_state::{StateStore, redis::RedisStore};
+use infra_events::EventBus;
+use infra_state::StateStore;
 use infra_testkit::RedisServer;
-use support::{config, eventually, wait_status};
+use support::{config, eventually, redis_backends, wait_status};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const WAIT: Duration = Duration::from_secs(20);
 
 fn backends(server: &RedisServer, bot: &str) -> (Arc<dyn StateStore>, Arc<dyn EventBus>) {
-    let url = RedisUrl::parse(&server.url()).unwrap();
-    let store = RedisStore::with_url(&url, "ns", TIMEOUT, TIMEOUT).unwrap();
-    (Arc::new(store), Arc::new(RedisBus::new(&url, "ns", bot, TIMEOUT).unwrap()))
+    redis_backends(&server.url(), "ns", bot, TIMEOUT)
 }
 
 fn options() -> ControllerOptions {

@@ -5,12 +5,11 @@ mod support;
 
 use std::{sync::Arc, time::Duration};
 
-use infra_config::RedisUrl;
 use infra_emergency::{ControllerOptions, EmergencyController, EmergencyState, Outcome, STATE_UNAVAILABLE, Scope};
-use infra_events::{EventBus, redis::RedisBus};
-use infra_state::{StateStore, redis::RedisStore};
+use infra_events::EventBus;
+use infra_state::StateStore;
 use infra_testkit::RedisServer;
-use support::{audit_keys, config, eventually, wait_status};
+use support::{audit_keys, config, eventually, fast, redis_backends, wait_status};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -20,15 +19,7 @@ fn server() -> RedisServer {
 
 /// A store and a bus with their own connections, as another process has.
 fn backends(server: &RedisServer, source: &str) -> (Arc<dyn StateStore>, Arc<dyn EventBus>) {
-    let url = RedisUrl::parse(&server.url()).unwrap();
-    let timeout = Duration::from_millis(500);
-    let store = RedisStore::with_url(&url, "test", timeout, timeout).unwrap();
-    let bus = RedisBus::new(&url, "test", source, timeout).unwrap();
-    (Arc::new(store), Arc::new(bus))
-}
-
-fn fast() -> ControllerOptions {
-    ControllerOptions::default().resync_interval(Duration::from_millis(200)).heartbeat_ttl(Duration::from_secs(5))
+    redis_backends(&server.url(), "test", source, Duration::from_millis(500))
 }
 
 async fn start(server: &RedisServer, bot: &str, fail_closed: bool) -> EmergencyController {

@@ -13,12 +13,12 @@ mod support;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use infra_config::{Config, Environment, EventsConfig, RedisUrl, StateConfig};
-use infra_emergency::{ControllerOptions, EmergencyController, EmergencyState, Scope};
-use infra_events::{EventBus, redis::RedisBus};
-use infra_state::{StateStore, redis::RedisStore};
+use infra_config::{Config, Environment, EventsConfig, StateConfig};
+use infra_emergency::{EmergencyController, EmergencyState, Scope};
+use infra_events::EventBus;
+use infra_state::StateStore;
 use infra_testkit::RedisCluster;
-use support::{audit_keys, config, eventually, wait_status};
+use support::{audit_keys, config, eventually, fast, redis_backends, wait_status};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -28,15 +28,7 @@ fn cluster() -> RedisCluster {
 
 /// A store and a bus with their own connections, as another process has.
 fn backends(cluster: &RedisCluster, source: &str) -> (Arc<dyn StateStore>, Arc<dyn EventBus>) {
-    let url = RedisUrl::parse(&cluster.url()).unwrap();
-    let timeout = Duration::from_secs(2);
-    let store = RedisStore::with_url(&url, "test", timeout, timeout).unwrap();
-    let bus = RedisBus::new(&url, "test", source, timeout).unwrap();
-    (Arc::new(store), Arc::new(bus))
-}
-
-fn fast() -> ControllerOptions {
-    ControllerOptions::default().resync_interval(Duration::from_millis(200)).heartbeat_ttl(Duration::from_secs(5))
+    redis_backends(&cluster.url(), "test", source, Duration::from_secs(2))
 }
 
 async fn start(cluster: &RedisCluster, bot: &str) -> EmergencyController {

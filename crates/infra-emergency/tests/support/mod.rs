@@ -20,6 +20,26 @@ use infra_state::{
 };
 
 /// The emergency section for `bot`: limit -500, alert at 80%, auto-halt on.
+/// A Redis store and pub/sub bus on `url` under `namespace`, with their own connections, as
+/// another process has.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_backends(
+    url: &str,
+    namespace: &str,
+    source: &str,
+    timeout: Duration,
+) -> (Arc<dyn StateStore>, Arc<dyn EventBus>) {
+    let url = infra_config::RedisUrl::parse(url).unwrap();
+    let store = infra_state::redis::RedisStore::with_url(&url, namespace, timeout, timeout).unwrap();
+    let bus = infra_events::redis::RedisBus::new(&url, namespace, source, timeout).unwrap();
+    (Arc::new(store), Arc::new(bus))
+}
+
+/// Controller options for tests: a 200 ms resync and a 5 s heartbeat TTL.
+pub(crate) fn fast() -> ControllerOptions {
+    ControllerOptions::default().resync_interval(Duration::from_millis(200)).heartbeat_ttl(Duration::from_secs(5))
+}
+
 pub(crate) fn config(bot: &str, fail_closed: bool) -> EmergencyConfig {
     let mut config = Config::for_env(Environment::Development).emergency;
     config.bot_id = bot.to_owned();
