@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::{
-    Backend, ConfigError, EventsConfig, EventsMode, InvalidRedisUrl, Problems, RedisUrl, StateConfig, validate,
+    Backend, ConfigError, EventsConfig, EventsMode, InvalidRedisUrl, Problems, RedisUrl, StateConfig,
+    sections::default_replica_ack_timeout, validate,
 };
 
 /// The namespace of a section built in code until [`StateConfig::namespace`](fn@StateConfig::namespace)
@@ -68,6 +69,8 @@ impl StateConfig {
             namespace: namespace.to_owned(),
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            replica_acks: 0,
+            replica_ack_timeout: default_replica_ack_timeout(),
         }
     }
 
@@ -87,6 +90,14 @@ impl StateConfig {
     /// Sets the upper bound on establishing a connection. Must not be zero.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Makes every write wait until `replicas` Redis replicas acknowledged it, for at most
+    /// `timeout` (see [`StateConfig::replica_acks`](field@StateConfig::replica_acks)); 0 does not wait.
+    pub fn replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = replicas;
+        self.replica_ack_timeout = timeout;
         self
     }
 
@@ -157,6 +168,8 @@ impl EventsConfig {
             stream_max_len: 1_000_000,
             claim_after: Duration::from_secs(30),
             max_deliveries: 5,
+            replica_acks: 0,
+            replica_ack_timeout: default_replica_ack_timeout(),
         }
     }
 
@@ -202,6 +215,15 @@ impl EventsConfig {
     /// stream. At least 1.
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
         self.max_deliveries = deliveries;
+        self
+    }
+
+    /// Durable mode: makes every publish wait until `replicas` Redis replicas acknowledged the
+    /// event, for at most `timeout` (see
+    /// [`EventsConfig::replica_acks`](field@EventsConfig::replica_acks)); 0 does not wait.
+    pub fn replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = replicas;
+        self.replica_ack_timeout = timeout;
         self
     }
 

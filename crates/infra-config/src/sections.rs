@@ -48,6 +48,22 @@ pub struct StateConfig {
     /// Upper bound on establishing a connection (`connect_timeout_ms`).
     #[serde(rename = "connect_timeout_ms", with = "duration_ms")]
     pub connect_timeout: Duration,
+    /// Redis replicas that must acknowledge every write before the call returns `Ok` (Redis
+    /// `WAIT`), so that an acknowledged write survives a failover to a replica. 0 (the default)
+    /// does not wait: Redis replicates asynchronously, and a master that dies right after a
+    /// write may lose it. Needs `backend = "redis"`.
+    #[serde(default)]
+    pub replica_acks: u32,
+    /// How long a write waits for its replica acknowledgements (`replica_ack_timeout_ms`);
+    /// fewer in time fail the call with a "not replicated" error (the write was applied on the
+    /// master). Default 1000 ms.
+    #[serde(rename = "replica_ack_timeout_ms", with = "duration_ms", default = "default_replica_ack_timeout")]
+    pub replica_ack_timeout: Duration,
+}
+
+/// The default of `replica_ack_timeout_ms`, for files written before the key existed.
+pub(crate) const fn default_replica_ack_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// Publish/subscribe (`infra-events`).
@@ -78,6 +94,16 @@ pub struct EventsConfig {
     /// Durable mode: deliveries of one event before it moves to the dead-letter stream. At
     /// least 1.
     pub max_deliveries: u32,
+    /// Durable mode: Redis replicas that must acknowledge every published event before the
+    /// publish returns `Ok` (Redis `WAIT`), so that an accepted event survives a failover to a
+    /// replica. 0 (the default) does not wait. Needs `mode = "durable"`: pub/sub keeps nothing
+    /// to replicate.
+    #[serde(default)]
+    pub replica_acks: u32,
+    /// How long a publish waits for its replica acknowledgements (`replica_ack_timeout_ms`).
+    /// Default 1000 ms.
+    #[serde(rename = "replica_ack_timeout_ms", with = "duration_ms", default = "default_replica_ack_timeout")]
+    pub replica_ack_timeout: Duration,
 }
 
 /// How events travel (`events.mode`).

@@ -52,6 +52,17 @@ pub(crate) fn state_problems(state: &StateConfig) -> Vec<Problem> {
     backend_section(&mut out, "state", state.backend, state.redis_url.is_some(), &state.namespace);
     positive_ms(&mut out, "state.operation_timeout_ms", state.operation_timeout);
     positive_ms(&mut out, "state.connect_timeout_ms", state.connect_timeout);
+    positive_ms(&mut out, "state.replica_ack_timeout_ms", state.replica_ack_timeout);
+    if state.replica_acks > 0 && state.backend != Backend::Redis {
+        out.push(
+            Problem::new(
+                "state.replica_acks",
+                ProblemKind::Conflict,
+                "needs `state.backend = \"redis\"` (only redis has replicas)",
+            )
+            .caused_by("state.backend"),
+        );
+    }
     out
 }
 
@@ -110,6 +121,17 @@ fn events_mode(out: &mut Vec<Problem>, events: &EventsConfig) {
     }
     positive_ms(out, "events.claim_after_ms", events.claim_after);
     at_least_one(out, "events.max_deliveries", events.max_deliveries);
+    positive_ms(out, "events.replica_ack_timeout_ms", events.replica_ack_timeout);
+    if events.replica_acks > 0 && events.mode != EventsMode::Durable {
+        out.push(
+            Problem::new(
+                "events.replica_acks",
+                ProblemKind::Conflict,
+                "needs `events.mode = \"durable\"` (pub/sub keeps nothing to replicate)",
+            )
+            .caused_by("events.mode"),
+        );
+    }
 }
 
 fn positive_ms(out: &mut Vec<Problem>, key: &str, value: Duration) {

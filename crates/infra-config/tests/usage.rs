@@ -102,3 +102,36 @@ fn load_env_reads_the_file_and_variables_of_the_named_environment() {
         Ok(())
     });
 }
+
+#[test]
+fn replica_acknowledgements_are_read_from_the_file_and_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "infra.toml",
+            r#"
+            [production]
+            state.redis_url = "redis://prod-cache:6379"
+            state.replica_acks = 1
+            state.replica_ack_timeout_ms = 250
+            events.redis_url = "redis://prod-bus:6379"
+            events.mode = "durable"
+            "#,
+        )?;
+        jail.set_env("INFRA_EVENTS__REPLICA_ACKS", "2");
+        let config = Config::load_env("production").expect("valid production config");
+        assert_eq!((config.state.replica_acks, config.state.replica_ack_timeout), (1, Duration::from_millis(250)));
+        assert_eq!((config.events.replica_acks, config.events.replica_ack_timeout), (2, Duration::from_secs(1)));
+
+        // Pub/sub keeps nothing a replica could acknowledge: the setting is refused, not ignored.
+        jail.set_env("INFRA_EVENTS__MODE", "ephemeral");
+        let err = Config::load_env("production").unwrap_err();
+        let problem = &err.problems()[0];
+        assert_eq!(problem.key, "events.replica_acks");
+        assert!(problem.to_string().contains("durable"), "{problem}");
+        Ok(())
+    });
+    let err = StateConfig::memory().replica_acks(1, Duration::from_millis(500)).validate().unwrap_err();
+    assert_eq!(err.problems()[0].key, "state.replica_acks");
+    let err = StateConfig::redis("redis://cache:6379").unwrap().replica_acks(1, Duration::ZERO).validate().unwrap_err();
+    assert_eq!(err.problems()[0].key, "state.replica_ack_timeout_ms");
+}

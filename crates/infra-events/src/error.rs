@@ -91,6 +91,26 @@ pub enum EventsError {
         #[source]
         source: BoxError,
     },
+    /// A durable event was stored by the Redis master, but fewer replicas than configured
+    /// (`events.replica_acks`, `DurableOptions::replica_acks`)
+    /// acknowledged it within the replica timeout, so a failover may still lose it. Transient
+    /// (the replicas may be catching up), and applied: subscribers may receive it, so a publish
+    /// repeated after this error may deliver the event twice.
+    #[error(
+        "{operation} on `{key}` was stored but acknowledged by {acknowledged} of {required} replicas within {timeout:?}; a failover may lose it"
+    )]
+    NotReplicated {
+        /// The operation (`publish`, `publish_batch`).
+        operation: &'static str,
+        /// The stream key.
+        key: String,
+        /// Replicas that acknowledged in time.
+        acknowledged: u32,
+        /// Replicas required.
+        required: u32,
+        /// The replica acknowledgement timeout.
+        timeout: std::time::Duration,
+    },
     /// The Redis backend was configured without a URL. Neither transient nor applied.
     #[error("the redis backend needs `events.redis_url`")]
     MissingUrl,
@@ -144,14 +164,14 @@ pub enum EventsError {
 }
 
 impl EventsError {
-    /// Whether another attempt may succeed: only for [`EventsError::Timeout`] and
-    /// [`EventsError::Connection`] (Redis was slow or unreachable; not once the bus was closed,
-    /// which refuses every later call). The other errors repeat: an
+    /// Whether another attempt may succeed: only for [`EventsError::Timeout`],
+    /// [`EventsError::NotReplicated`] and [`EventsError::Connection`] (Redis was slow or
+    /// unreachable; not once the bus was closed, which refuses every later call). The other errors repeat: an
     /// option or position that is not valid, a configuration error, a refusal by Redis.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connection { .. } => !self.is_closed(),
-            Self::Timeout { .. } => true,
+            Self::Timeout { .. } | Self::NotReplicated { .. } => true,
             Self::InvalidOption(_)
             | Self::BackendNotCompiled { .. }
             | Self::Unsupported { .. }
@@ -169,7 +189,7 @@ impl EventsError {
 
     /// Whether the operation may have taken effect although it failed (an event published, an
     /// entry added): true for [`EventsError::Connection`] (but not a call on a closed bus),
-    /// [`EventsError::Backend`] and a
+    /// [`EventsError::Backend`], [`EventsError::NotReplicated`] and a
     /// [`EventsError::Timeout`] of anything but `connect` and `ping` (the answer when unsure),
     /// false for errors raised before anything was sent.
     pub fn may_have_been_applied(&self) -> bool {
@@ -178,7 +198,7 @@ impl EventsError {
             // and a `PING` changes nothing.
             Self::Timeout { operation, .. } => !matches!(*operation, "connect" | "ping"),
             Self::Connection { .. } => !self.is_closed(),
-            Self::Backend { .. } => true,
+            Self::Backend { .. } | Self::NotReplicated { .. } => true,
             Self::InvalidOption(_)
             | Self::BackendNotCompiled { .. }
             | Self::Unsupported { .. }
@@ -222,6 +242,22 @@ mod tests {
         for error in [timeout("publish"), timeout("publish_batch"), connection] {
             assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
         }
+    }
+
+    #[test]
+    fn an_event_stored_without_its_replica_acknowledgements_is_transient_and_applied() {
+        let error = EventsError::NotReplicated {
+            operation: "publish",
+            key: "ns:stream:{orders}".into(),
+            acknowledged: 0,
+            required: 1,
+            timeout: Duration::from_millis(300),
+        };
+        assert!(error.is_transient() && error.may_have_been_applied());
+        assert_eq!(
+            error.to_string(),
+            "publish on `ns:stream:{orders}` was stored but acknowledged by 0 of 1 replicas within 300ms; a failover may lose it"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | [`Connection`] | connect on first use within the connect timeout, `close()`, and a drop that never leaves a task reconnecting |
 //! | [`RedisError`], [`Failure`], [`FailureKind`] | setup and connection errors; fred's errors redacted and classified |
 //! | [`glob_escape`], [`glob_prefix`] | literal matching in `SCAN` and `PSUBSCRIBE` patterns |
+//! | [`ReplicaAcks`], [`wait_for_replicas`] | `WAIT` on the node that holds a key, so an acknowledged write survives a failover |
 //!
 //! # Feature flags
 //!
@@ -50,6 +51,7 @@ mod client;
 mod connection;
 mod error;
 mod glob;
+mod replicas;
 mod tls;
 mod urls;
 
@@ -61,3 +63,4 @@ pub use client::{ClientOptions, DEFAULT_MAX_BUFFERED_COMMANDS, builder, client, 
 pub use connection::{Connection, RedisClient};
 pub use error::{Failure, FailureKind, RedisError};
 pub use glob::{glob_escape, glob_prefix};
+pub use replicas::{ReplicaAcks, wait_for_replicas};

@@ -150,6 +150,25 @@ pub enum StateError {
         #[source]
         source: BoxError,
     },
+    /// The write was applied on the Redis master, but fewer replicas than configured
+    /// (`state.replica_acks`) acknowledged it within the replica timeout, so a failover may
+    /// still lose it. Transient (the replicas may be catching up, or one is being replaced),
+    /// and applied on the master: do not repeat a write that is not idempotent.
+    #[error(
+        "{operation} `{key}` was applied but acknowledged by {acknowledged} of {required} replicas within {timeout:?}; a failover may lose it"
+    )]
+    NotReplicated {
+        /// The operation.
+        operation: &'static str,
+        /// The (first) key written.
+        key: String,
+        /// Replicas that acknowledged in time.
+        acknowledged: u32,
+        /// Replicas required.
+        required: u32,
+        /// The replica acknowledgement timeout.
+        timeout: Duration,
+    },
     /// The configuration names a backend this build does not include. Neither transient nor
     /// applied.
     #[error("the {backend} backend is not compiled in; enable the `{feature}` feature of infra-state")]
@@ -186,13 +205,13 @@ pub enum StateError {
 impl StateError {
     /// Whether another attempt may succeed: for [`StateError::Timeout`] and
     /// [`StateError::Connection`] (the backend was slow or unreachable; not once the store was
-    /// closed), and [`StateError::TooManyConflicts`]. The other errors repeat:
+    /// closed), [`StateError::NotReplicated`] and [`StateError::TooManyConflicts`]. The other errors repeat:
     /// a bad argument, a value of the wrong kind, a refusal by the backend, a configuration
     /// error.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Connection { .. } => !self.is_closed(),
-            Self::Timeout { .. } | Self::TooManyConflicts { .. } => true,
+            Self::Timeout { .. } | Self::TooManyConflicts { .. } | Self::NotReplicated { .. } => true,
             Self::UpdateRefused { .. }
             | Self::InvalidKey { .. }
             | Self::InvalidTtl { .. }
@@ -211,13 +230,14 @@ impl StateError {
     }
 
     /// Whether the operation may have taken effect although it failed: true for
-    /// [`StateError::Timeout`], [`StateError::Connection`] (but not a call on a closed store) and
+    /// [`StateError::Timeout`], [`StateError::Connection`] (but not a call on a closed store),
+    /// [`StateError::NotReplicated`] (applied on the master) and
     /// [`StateError::Backend`], whose command may have been carried out (the answer when
     /// unsure), false for errors raised before anything was written.
     pub fn may_have_been_applied(&self) -> bool {
         match self {
             Self::Connection { .. } => !self.is_closed(),
-            Self::Timeout { .. } | Self::Backend { .. } => true,
+            Self::Timeout { .. } | Self::Backend { .. } | Self::NotReplicated { .. } => true,
             Self::UpdateRefused { .. }
             | Self::TooManyConflicts { .. }
             | Self::InvalidKey { .. }
@@ -271,7 +291,18 @@ mod tests {
             StateError::Timeout { operation: "increment", key: "fills".into(), timeout: Duration::from_millis(500) };
         let connection =
             StateError::Connection { backend: "redis", url: "redis://localhost:1".into(), source: "reset".into() };
-        for error in [timeout, connection] {
+        let not_replicated = StateError::NotReplicated {
+            operation: "increment",
+            key: "fills".into(),
+            acknowledged: 0,
+            required: 1,
+            timeout: Duration::from_millis(500),
+        };
+        assert_eq!(
+            not_replicated.to_string(),
+            "increment `fills` was applied but acknowledged by 0 of 1 replicas within 500ms; a failover may lose it"
+        );
+        for error in [timeout, connection, not_replicated] {
             assert!(error.is_transient() && error.may_have_been_applied(), "{error}");
         }
     }

@@ -260,6 +260,32 @@ impl RedisServer {
         self.command(&["CLIENT", "PAUSE", &millis, "ALL"]).map(drop)
     }
 
+    /// Starts a replica of this server (`--replicaof`, no persistence, the same password if
+    /// any) and waits until its link to this master is up and it holds everything written so
+    /// far. Dropping it kills it.
+    pub fn start_replica(&self) -> Result<RedisServer> {
+        let port = self.port.to_string();
+        let mut builder = RedisServer::builder().label("replica").args(["--replicaof", "127.0.0.1", &port]);
+        if let Some(password) = &self.options.password {
+            builder = builder.password(password.clone()).args(["--masterauth", password.as_str()]);
+        }
+        let replica = builder.start()?;
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let info = replica.command(&["INFO", "replication"])?.as_text().unwrap_or_default();
+            if info.contains("master_link_status:up") {
+                return Ok(replica);
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(TestkitError::Io {
+                    action: format!("waiting for a replica of 127.0.0.1:{port} to sync"),
+                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, info),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
     /// Clients connected to the server, not counting the connection this call opens to ask.
     pub fn clients(&self) -> Result<usize> {
         let list = self.command(&["CLIENT", "LIST"])?.as_text().unwrap_or_default();

@@ -25,7 +25,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
 use infra_config::{RedisUrl, StateConfig};
 use infra_redis::{
-    ClientOptions, Connection, RedisError,
+    ClientOptions, Connection, RedisError, ReplicaAcks,
     fred::{
         prelude::{Client, KeysInterface, Value},
         types::Key,
@@ -40,6 +40,7 @@ use crate::{
 
 mod coalesce;
 mod ops;
+mod replicas;
 mod scripts;
 
 use coalesce::{Coalescer, InFlight, Reply};
@@ -82,6 +83,8 @@ struct Shared {
     prefix: String,
     clustered: bool,
     operation_timeout: Duration,
+    /// `WAIT` after every write (`state.replica_acks`), when set.
+    replica_acks: Option<ReplicaAcks>,
     coalescer: Coalescer,
     metrics: RedisMetrics,
 }
@@ -100,7 +103,8 @@ impl RedisStore {
     /// A store for `config` (which must name a Redis URL). Does not connect.
     pub fn new(config: &StateConfig) -> Result<Self> {
         let url = config.redis_url.as_ref().ok_or(StateError::MissingUrl)?;
-        Self::with_url(url, &config.namespace, config.operation_timeout, config.connect_timeout)
+        let acks = ReplicaAcks::new(config.replica_acks, config.replica_ack_timeout);
+        Self::build(url, &config.namespace, config.operation_timeout, config.connect_timeout, acks)
     }
 
     /// A store on `url` under `namespace`, with explicit timeouts. Does not connect. Resolves
@@ -110,6 +114,16 @@ impl RedisStore {
         namespace: &str,
         operation_timeout: Duration,
         connect_timeout: Duration,
+    ) -> Result<Self> {
+        Self::build(url, namespace, operation_timeout, connect_timeout, None)
+    }
+
+    fn build(
+        url: &RedisUrl,
+        namespace: &str,
+        operation_timeout: Duration,
+        connect_timeout: Duration,
+        replica_acks: Option<ReplicaAcks>,
     ) -> Result<Self> {
         let options = ClientOptions::new(connect_timeout, operation_timeout);
         let setup = |error: RedisError| StateError::Connection {
@@ -128,6 +142,7 @@ impl RedisStore {
                 prefix: format!("{namespace}:"),
                 clustered,
                 operation_timeout,
+                replica_acks,
                 coalescer: Coalescer::default(),
                 metrics,
             }),
@@ -147,7 +162,11 @@ impl RedisStore {
 
     /// [`StateStore::compare_and_delete`] without boxing the future.
     pub async fn compare_and_delete(&self, key: &str, expected: Expected) -> Result<bool> {
-        self.timed(Op::CompareAndDelete, self.compare_and_delete_one(key, expected)).await
+        let call = async {
+            let deleted = self.compare_and_delete_one(key, expected).await;
+            self.acknowledged("compare_and_delete", key, deleted, |deleted| *deleted).await
+        };
+        self.timed(Op::CompareAndDelete, call).await
     }
 
     /// [`StateStore::close`] without boxing the future.
@@ -168,17 +187,18 @@ impl RedisStore {
 
     /// [`StateStore::set`] without boxing the future.
     pub async fn set(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
-        self.timed(Op::Set, self.set_one(key, value, ttl, false)).await.map(drop)
+        self.timed(Op::Set, self.set_lone(key, value, ttl)).await
     }
 
     /// [`StateStore::set_if_not_exists`] without boxing the future.
     pub async fn set_if_not_exists(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<bool> {
-        self.timed(Op::SetIfAbsent, self.set_one(key, value, ttl, true)).await
+        self.timed(Op::SetIfAbsent, self.set_if_absent_acknowledged(key, value, ttl)).await
     }
 
     /// [`StateStore::increment`] without boxing the future.
     pub async fn increment(&self, key: &str, by: Number) -> Result<Number> {
-        self.timed(Op::Increment, self.increment_one(key, by)).await
+        let call = async { self.acknowledged("increment", key, self.increment_one(key, by).await, |_| true).await };
+        self.timed(Op::Increment, call).await
     }
 
     /// [`StateStore::get_many`] without boxing the future.
@@ -188,7 +208,7 @@ impl RedisStore {
 
     /// [`StateStore::set_many`] without boxing the future.
     pub async fn set_many(&self, entries: &[(&str, StateValue)], ttl: Option<Duration>) -> Result<()> {
-        self.timed(Op::SetMany, self.set_many_values(entries, ttl)).await
+        self.timed(Op::SetMany, self.set_many_acknowledged(entries, ttl)).await
     }
 
     /// [`StateStore::compare_and_swap`] without boxing the future.
@@ -199,7 +219,7 @@ impl RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> Result<CasOutcome> {
-        self.timed(Op::CompareAndSwap, self.compare_and_swap_one(key, expected, value, ttl)).await
+        self.timed(Op::CompareAndSwap, self.compare_and_swap_acknowledged(key, expected, value, ttl)).await
     }
 
     /// Awaits `call` and records it as `op`: its outcome and how long it took.
@@ -307,11 +327,15 @@ impl StateStore for RedisStore {
         match self.coalesced(key, queue) {
             (in_flight, Some(reply)) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                self.timed(Op::Set, self.coalesced_reply("set", key, reply)).await.map(drop)
+                let reply = async {
+                    let reply = self.coalesced_reply("set", key, reply).await.map(drop);
+                    self.acknowledged("set", key, reply, |()| true).await
+                };
+                self.timed(Op::Set, reply).await
             }),
             (in_flight, None) => StateFuture::new(async move {
                 let _in_flight = in_flight;
-                self.timed(Op::Set, self.set_one(key, value, ttl, false)).await.map(drop)
+                self.timed(Op::Set, self.set_lone(key, value, ttl)).await
             }),
         }
     }
@@ -321,6 +345,9 @@ impl StateStore for RedisStore {
             check_key(key)?;
             let client = self.client().await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
+            if removed > 0 {
+                self.replicated("delete", &[key]).await?;
+            }
             Ok(removed > 0)
         }))
     }
@@ -354,6 +381,9 @@ impl StateStore for RedisStore {
             let client = self.client().await?;
             let set: i64 =
                 client.pexpire(self.full_key(key), ms, None).await.map_err(|e| self.error("expire", key, e))?;
+            if set == 1 {
+                self.replicated("expire", &[key]).await?;
+            }
             Ok(set == 1)
         }))
     }
@@ -364,11 +394,11 @@ impl StateStore for RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, bool> {
-        StateFuture::new(self.timed(Op::SetIfAbsent, self.set_one(key, value, ttl, true)))
+        StateFuture::new(self.timed(Op::SetIfAbsent, self.set_if_absent_acknowledged(key, value, ttl)))
     }
 
     fn increment<'a>(&'a self, key: &'a str, by: Number) -> StateFuture<'a, Number> {
-        StateFuture::new(self.timed(Op::Increment, self.increment_one(key, by)))
+        StateFuture::new(RedisStore::increment(self, key, by))
     }
 
     fn get_many<'a>(&'a self, keys: &'a [&'a str]) -> StateFuture<'a, Vec<Option<StateValue>>> {
@@ -376,7 +406,7 @@ impl StateStore for RedisStore {
     }
 
     fn set_many<'a>(&'a self, entries: &'a [(&'a str, StateValue)], ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        StateFuture::new(self.timed(Op::SetMany, self.set_many_values(entries, ttl)))
+        StateFuture::new(RedisStore::set_many(self, entries, ttl))
     }
 
     fn scan<'a>(&'a self, prefix: &'a str) -> BoxStream<'a, Result<String>> {
@@ -415,7 +445,7 @@ impl StateStore for RedisStore {
         value: StateValue,
         ttl: Option<Duration>,
     ) -> StateFuture<'a, CasOutcome> {
-        StateFuture::new(self.timed(Op::CompareAndSwap, self.compare_and_swap_one(key, expected, value, ttl)))
+        StateFuture::new(RedisStore::compare_and_swap(self, key, expected, value, ttl))
     }
 
     fn compare_and_delete<'a>(&'a self, key: &'a str, expected: Expected) -> StateFuture<'a, bool> {

@@ -4,6 +4,7 @@
 mod consumer;
 mod entries;
 mod registry;
+mod replicas;
 mod scripts;
 
 use std::{fmt, sync::Arc, time::Duration};
@@ -48,6 +49,13 @@ pub struct DurableOptions {
     /// on the ones still running (a handler that never returns, a stream whose queue is never
     /// read): their unacknowledged events stay pending in the group and are delivered again.
     pub close_timeout: Duration,
+    /// Replicas that must acknowledge each published event (Redis `WAIT` on the stream's node)
+    /// before the publish returns `Ok`, so that an accepted event survives a failover to a
+    /// replica; 0 (the default) does not wait. Fewer in time fail the publish with
+    /// [`EventsError::NotReplicated`] (the event is stored on the master).
+    pub replica_acks: u32,
+    /// How long a publish waits for [`DurableOptions::replica_acks`].
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for DurableOptions {
@@ -58,6 +66,8 @@ impl Default for DurableOptions {
             claim_after: Duration::from_secs(30),
             max_deliveries: 5,
             close_timeout: Duration::from_secs(30),
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -70,6 +80,8 @@ impl DurableOptions {
             claim_after: config.claim_after,
             max_deliveries: config.max_deliveries,
             close_timeout: Self::default().close_timeout,
+            replica_acks: config.replica_acks,
+            replica_ack_timeout: config.replica_ack_timeout,
         }
     }
 
@@ -94,6 +106,14 @@ impl DurableOptions {
         self
     }
 
+    /// Sets [`DurableOptions::replica_acks`] and [`DurableOptions::replica_ack_timeout`].
+    #[must_use]
+    pub fn replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = replicas;
+        self.replica_ack_timeout = timeout;
+        self
+    }
+
     /// Sets [`DurableOptions::max_deliveries`].
     #[must_use]
     pub fn max_deliveries(mut self, deliveries: u32) -> Self {
@@ -110,6 +130,9 @@ impl DurableOptions {
         }
         if self.max_deliveries == 0 {
             return Err(EventsError::InvalidOption("max_deliveries must be at least 1"));
+        }
+        if self.replica_acks > 0 && self.replica_ack_timeout.is_zero() {
+            return Err(EventsError::InvalidOption("replica_ack_timeout must be greater than 0"));
         }
         Ok(())
     }
@@ -376,6 +399,7 @@ impl EventBus for DurableBus {
                     .xadd(key.as_str(), false, self.xadd_cap(), "*", vec![("event", wire)])
                     .await
                     .map_err(|e| self.error("publish", &key, e))?;
+                self.replicated("publish", &key).await?;
                 Ok(stored(event.id, entry))
             }
             .await;
@@ -453,13 +477,14 @@ impl DurableBus {
             sent.push((event.id, key));
         }
         let replies: Vec<std::result::Result<Value, FredError>> = pipeline.try_all().await;
-        Ok(sent
+        let results = sent
             .into_iter()
             .zip(replies)
             .map(|((id, key), reply)| {
-                reply.map(|entry| stored(id, entry)).map_err(|e| self.error("publish_batch", &key, e))
+                (reply.map(|entry| stored(id, entry)).map_err(|e| self.error("publish_batch", &key, e)), key)
             })
-            .collect())
+            .collect();
+        Ok(self.replicated_batch(results).await)
     }
 }
 
