@@ -1,15 +1,20 @@
-//! `cargo xtask chaos [--short] [--bots N] [--seconds S]`: a fleet of `chaos_bot` processes
-//! (crates/infra-facade/examples/chaos_bot.rs) doing state, ephemeral and durable event work on
-//! one throwaway Redis while it is killed and restarted, paused with `CLIENT PAUSE`, frozen with
-//! SIGSTOP, then, with the fleet halted through `infractl`, killed again; then the fleet is
-//! resumed. Afterwards it checks the
-//! bots' reports and writes the results into docs/reliability.md, between the chaos markers.
+//! `cargo xtask chaos [--short] [--bots N] [--seconds S] [--no-cluster]`: a fleet of
+//! `chaos_bot` processes (crates/infra-facade/examples/chaos_bot.rs) doing state, ephemeral and
+//! durable event work, in two phases. On one throwaway Redis, it is killed and restarted,
+//! paused with `CLIENT PAUSE`, frozen with SIGSTOP, then, with the fleet halted through
+//! `infractl`, killed again; then the fleet is resumed. On a Redis Cluster (3 masters with a
+//! replica each), the master holding the durable stream is killed so that its replica takes
+//! over, then the fleet is halted and resumed. After each phase it checks the bots' reports;
+//! the results go into docs/reliability.md, between the chaos markers.
 //!
-//! Redis runs with `appendonly yes` and `appendfsync always`: a write Redis acknowledged
-//! survives the kill, so the counter and the durable stream can be checked exactly (without
-//! persistence a kill loses data by design, and nothing could be checked).
+//! The single server runs with `appendonly yes` and `appendfsync always`: a write Redis
+//! acknowledged survives the kill, so the counter and the durable stream can be checked exactly
+//! (without persistence a kill loses data by design, and nothing could be checked). On the
+//! cluster the bots make every write wait for one replica (`replica_acks = 1`): a write
+//! acknowledged that way survives the master's death.
 
 mod report;
+mod target;
 
 use std::{
     collections::BTreeMap,
@@ -21,9 +26,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use infra_testkit::{RedisServer, Reply};
+use infra_testkit::{RedisCluster, RedisServer, Reply};
 use serde_json::Value;
 
+use self::target::Target;
 use crate::project_root;
 
 const NAMESPACE: &str = "chaos";
@@ -45,11 +51,14 @@ pub(crate) struct Options {
     gap: Duration,
     /// How long each fault lasts.
     hold: Duration,
+    /// Whether the cluster phase runs.
+    cluster: bool,
 }
 
 impl Options {
     pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
         let short = args.iter().any(|a| a == "--short");
+        let cluster = !args.iter().any(|a| a == "--no-cluster");
         let (mut bots, mut seconds) = if short { (3, 30) } else { (4, 150) };
         let mut iter = args.iter();
         while let Some(arg) = iter.next() {
@@ -58,7 +67,7 @@ impl Options {
                 value.parse().map_err(|_| format!("`{what}` expects a whole number, not `{value}`"))
             };
             match arg.as_str() {
-                "--short" => {}
+                "--short" | "--no-cluster" => {}
                 "--bots" => bots = usize::try_from(number("--bots")?).map_err(|e| e.to_string())?,
                 "--seconds" => seconds = number("--seconds")?,
                 other => return Err(format!("unexpected argument `{other}`")),
@@ -73,7 +82,7 @@ impl Options {
         let hold = if short { 2 } else { 5 };
         // Five steady periods around four faults and the halt's own hold.
         let gap = (seconds.saturating_sub(hold * 5) / 5).max(3);
-        Ok(Self { short, bots, gap: Duration::from_secs(gap), hold: Duration::from_secs(hold) })
+        Ok(Self { short, bots, gap: Duration::from_secs(gap), hold: Duration::from_secs(hold), cluster })
     }
 }
 
@@ -134,6 +143,10 @@ pub(crate) struct Halt {
     /// When `infractl emergency status --all` first showed every bot applying it.
     pub(crate) fleet_confirmed_ms: Option<u64>,
     pub(crate) resumed_ms: u64,
+    /// When it was issued, in words (for the report).
+    pub(crate) issued_when: &'static str,
+    /// What it held through, in words, if anything.
+    pub(crate) held_through: &'static str,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -149,19 +162,64 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
     eprintln!("==> chaos: building chaos_bot and infractl");
     let binaries = build()?;
     let started = Instant::now();
-    let server = RedisServer::builder()
-        .label("chaos")
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
-        .start()
-        .map_err(|e| format!("cannot start redis-server: {e}"))?;
-    let mut chaos = Chaos { server, binaries, faults: Vec::new(), halt: Halt::default() };
+    let mut outcomes = vec![run_phase(&options, &binaries, Phase::Server)?];
+    if options.cluster {
+        outcomes.push(run_phase(&options, &binaries, Phase::Cluster)?);
+    }
+    let mut table = report::schedule(&options, started.elapsed());
+    for outcome in &outcomes {
+        table.push_str("\n\n");
+        table.push_str(&outcome.markdown());
+    }
+    eprintln!("{table}");
+    if options.short {
+        // CI's short run leaves the committed figures alone.
+        let target = binaries.bot.ancestors().nth(3).unwrap_or(&binaries.bot).join("chaos-short.md");
+        std::fs::write(&target, &table).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+        eprintln!("==> chaos: results written to {} ({:.0?})", target.display(), started.elapsed());
+    } else {
+        report::write_into_docs(&project_root().join("docs/reliability.md"), &table)?;
+        eprintln!("==> chaos: results written to docs/reliability.md ({:.0?})", started.elapsed());
+    }
+    let failures: Vec<String> = outcomes.iter().flat_map(report::Outcome::failures).collect();
+    if failures.is_empty() { Ok(()) } else { Err(format!("chaos checks failed: {}", failures.join("; "))) }
+}
+
+/// What a phase runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Server,
+    Cluster,
+}
+
+/// Runs the fleet through one phase's faults and checks what it reported.
+fn run_phase(options: &Options, binaries: &Binaries, phase: Phase) -> Result<report::Outcome, String> {
+    let (target, replica_acks) = match phase {
+        Phase::Server => {
+            let server = RedisServer::builder()
+                .label("chaos")
+                .args(["--appendonly", "yes", "--appendfsync", "always"])
+                .start()
+                .map_err(|e| format!("cannot start redis-server: {e}"))?;
+            (Target::Server(server), 0)
+        }
+        Phase::Cluster => {
+            let cluster = RedisCluster::with_replicas(3, 1).map_err(|e| format!("cannot start the cluster: {e}"))?;
+            (Target::Cluster(cluster), 1)
+        }
+    };
+    let started = Instant::now();
+    let mut chaos = Chaos { target, binaries, replica_acks, faults: Vec::new(), halt: Halt::default() };
     let ids: Vec<String> = (0..options.bots).map(|i| format!("bot-{i}")).collect();
-    eprintln!("==> chaos: {} bots on {} ({options:?})", ids.len(), chaos.server.url());
+    eprintln!("==> chaos: {phase:?} phase, {} bots on {} ({options:?})", ids.len(), chaos.target.url());
     let mut bots = Vec::new();
     for id in &ids {
         bots.push(chaos.spawn_bot(id, &ids)?);
     }
-    let result = chaos.drive(&options, &bots);
+    let result = match phase {
+        Phase::Server => chaos.drive_server(options, &bots),
+        Phase::Cluster => chaos.drive_cluster(options, &bots),
+    };
     // Whatever happened, tell the bots to finish and collect them.
     let _ = chaos.set("ctl:stop");
     if result.is_ok() {
@@ -171,26 +229,19 @@ pub(crate) fn run(options: Options) -> Result<(), String> {
     let _ = chaos.set("ctl:exit");
     let ended: Vec<Ended> = bots.iter_mut().map(Bot::wait).collect();
     result?;
-    let counter = match chaos.server.command(&["GET", &format!("{NAMESPACE}:counter")]) {
-        Ok(reply) => reply.as_text().and_then(|text| text.parse().ok()),
-        Err(_) => None,
+    let key = format!("{NAMESPACE}:counter");
+    let counter = chaos.target.command(&key, &["GET", &key]).ok().and_then(|r| r.as_text()?.parse().ok());
+    let (title, setup) = match phase {
+        Phase::Server => ("One server", "Redis 7 with `appendonly yes`, `appendfsync always`; no replica.".to_owned()),
+        Phase::Cluster => (
+            "Redis Cluster",
+            "3 masters with one replica each (node timeout 1 s); the bots' state writes and durable \
+             publishes wait for one replica (`replica_acks = 1`, 500 ms)."
+                .to_owned(),
+        ),
     };
-    let outcome = report::Outcome::evaluate(&options, &bots, &ended, &chaos.faults, &chaos.halt, counter);
-    let table = outcome.markdown(started.elapsed());
-    eprintln!("{table}");
-    if options.short {
-        // CI's short run leaves the committed figures alone.
-        let target = chaos.binaries.bot.ancestors().nth(3).unwrap_or(&chaos.binaries.bot).join("chaos-short.md");
-        std::fs::write(&target, &table).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-        eprintln!("==> chaos: results written to {} ({:.0?})", target.display(), started.elapsed());
-    } else {
-        report::write_into_docs(&project_root().join("docs/reliability.md"), &table)?;
-        eprintln!("==> chaos: results written to docs/reliability.md ({:.0?})", started.elapsed());
-    }
-    match outcome.failures() {
-        failures if failures.is_empty() => Ok(()),
-        failures => Err(format!("chaos checks failed: {}", failures.join("; "))),
-    }
+    let setup = format!("{setup} This phase took {:.1} s.", started.elapsed().as_secs_f64());
+    Ok(report::Outcome::evaluate(title, setup, &bots, &ended, &chaos.faults, &chaos.halt, counter))
 }
 
 /// The executables of `chaos_bot` and `infractl`.
@@ -228,20 +279,24 @@ fn build() -> Result<Binaries, String> {
     }
 }
 
-struct Chaos {
-    server: RedisServer,
-    binaries: Binaries,
+struct Chaos<'a> {
+    target: Target,
+    binaries: &'a Binaries,
+    /// Replicas each write of the bots waits for.
+    replica_acks: u32,
     faults: Vec<Fault>,
     halt: Halt,
 }
 
-impl Chaos {
+impl Chaos<'_> {
     fn spawn_bot(&self, id: &str, fleet: &[String]) -> Result<Bot, String> {
         let mut command = Command::new(&self.binaries.bot);
         clear_infra_env(&mut command);
-        let url = self.server.url();
+        let url = self.target.url();
+        let acks = self.replica_acks.to_string();
         let mut child = command
             .args(["--url", &url, "--namespace", NAMESPACE, "--bot", id, "--fleet", &fleet.join(",")])
+            .args(["--replica-acks", &acks])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -263,11 +318,11 @@ impl Chaos {
     }
 
     /// Sets `<ns>:<key>` through the kit's own client (not the code under test).
-    fn set(&self, key: &str) -> Result<(), String> {
+    fn set(&mut self, key: &str) -> Result<(), String> {
         let key = format!("{NAMESPACE}:{key}");
         let deadline = Instant::now() + DRAIN_LIMIT;
         loop {
-            match self.server.command(&["SET", &key, "1"]) {
+            match self.target.command(&key, &["SET", &key, "1"]) {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => return Err(format!("cannot set {key}: {e}")),
                 Err(_) => std::thread::sleep(POLL),
@@ -275,7 +330,7 @@ impl Chaos {
         }
     }
 
-    fn drive(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
+    fn drive_server(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
         self.wait_until_ready(bots)?;
         self.set("ctl:go")?;
         let (gap, hold) = (options.gap, options.hold);
@@ -283,57 +338,108 @@ impl Chaos {
 
         eprintln!("==> chaos: kill -9 redis-server, restart after {hold:?}");
         let injected_ms = now_ms();
-        self.server.kill().map_err(|e| e.to_string())?;
+        self.target.server()?.kill().map_err(|e| e.to_string())?;
         std::thread::sleep(hold);
-        self.server.restart().map_err(|e| format!("cannot restart redis-server: {e}"))?;
+        self.target.server()?.restart().map_err(|e| format!("cannot restart redis-server: {e}"))?;
         self.fault("kill -9, restart on the same port", injected_ms, [true; 3], "AOF `appendfsync always`");
         std::thread::sleep(gap);
 
         eprintln!("==> chaos: CLIENT PAUSE {hold:?} ALL");
         let injected_ms = now_ms();
-        self.server.pause_clients(hold).map_err(|e| e.to_string())?;
+        self.target.server()?.pause_clients(hold).map_err(|e| e.to_string())?;
         std::thread::sleep(hold);
         self.fault("`CLIENT PAUSE ALL`", injected_ms, [true; 3], "");
         std::thread::sleep(gap);
 
         eprintln!("==> chaos: SIGSTOP redis-server for {hold:?}, then a global halt through infractl");
         let injected_ms = now_ms();
-        self.server.pause().map_err(|e| e.to_string())?;
+        self.target.server()?.pause().map_err(|e| e.to_string())?;
         std::thread::sleep(hold);
-        self.server.resume().map_err(|e| e.to_string())?;
+        self.target.server()?.resume().map_err(|e| e.to_string())?;
         // Increments stop with the halt issued right after: they are not waited for.
         self.fault("SIGSTOP, SIGCONT", injected_ms, [false, true, true], "the halt follows at once");
 
         // The halt is issued while the fleet is still recovering from the freeze.
+        let name = "global HALT (infractl) right after SIGCONT; resume after the next fault";
+        let halt_fault = self.halt(bots, name, "right after the SIGCONT")?;
+        self.halt.held_through = " (the halt held through a kill -9 and restart)";
+        std::thread::sleep(hold);
+
+        eprintln!("==> chaos: kill -9 redis-server while halted, restart after {hold:?}");
+        let injected_ms = now_ms();
+        self.target.server()?.kill().map_err(|e| e.to_string())?;
+        std::thread::sleep(hold);
+        self.target.server()?.restart().map_err(|e| format!("cannot restart redis-server: {e}"))?;
+        self.fault("kill -9 while halted, restart", injected_ms, [false, true, true], "the halt holds");
+        std::thread::sleep(gap);
+
+        self.resume(halt_fault)?;
+        std::thread::sleep(gap);
+        Ok(())
+    }
+
+    /// The cluster phase: steady running, the master holding the durable stream killed (its
+    /// replica takes over; the old master comes back as the new one's replica), a global halt
+    /// and its resume.
+    fn drive_cluster(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
+        self.wait_until_ready(bots)?;
+        self.set("ctl:go")?;
+        let (gap, hold) = (options.gap, options.hold);
+        std::thread::sleep(gap);
+
+        let (stream, counter) = (stream_key(true), format!("{NAMESPACE}:counter"));
+        let cluster = self.target.cluster()?;
+        let master = cluster.node_for_key(&stream).map_err(|e| e.to_string())?;
+        let holds_counter = cluster.node_for_key(&counter).map_err(|e| e.to_string())? == master;
+        eprintln!("==> chaos: kill -9 the cluster master of {stream} (node {master}); its replica takes over");
+        let injected_ms = now_ms();
+        cluster.kill_master(master).map_err(|e| format!("the failover did not complete: {e}"))?;
+        let promoted_ms = now_ms();
+        // Writes wait for one replica: the new master has none until the old one is back.
+        cluster.restart_node(master).map_err(|e| format!("the old master did not rejoin: {e}"))?;
+        let note = format!(
+            "the master of the durable stream{}; replica promoted {} after the kill; the old master back as its \
+             replica {} after",
+            if holds_counter { " and the counter" } else { " (the counter is on another master)" },
+            report::short_time(promoted_ms.saturating_sub(injected_ms)),
+            report::short_time(now_ms().saturating_sub(injected_ms)),
+        );
+        self.fault("cluster: kill -9 a master; its replica takes over", injected_ms, [true; 3], &note);
+        std::thread::sleep(gap);
+
+        let halt_fault = self.halt(bots, "global HALT (infractl) on the cluster", "during steady running")?;
+        std::thread::sleep(hold);
+        self.resume(halt_fault)?;
+        std::thread::sleep(gap);
+        Ok(())
+    }
+
+    /// Issues a global halt through infractl and waits until the fleet view shows every bot
+    /// applying it; the index of its fault record.
+    fn halt(&mut self, bots: &[Bot], name: &'static str, issued_when: &'static str) -> Result<usize, String> {
+        eprintln!("==> chaos: global halt through infractl");
         self.halt.issued_ms = now_ms();
+        self.halt.issued_when = issued_when;
         let record =
             self.infractl(&["emergency", "halt", "--global", "--reason", "chaos suite", "--operator", "chaos"])?;
         let record = record.first().ok_or("infractl printed no record for the halt")?;
         self.halt.at_ms = record["at_ms"].as_u64().unwrap_or(self.halt.issued_ms);
         self.halt.seq = record["seq"].as_u64().unwrap_or_default();
         self.halt.fleet_confirmed_ms = self.wait_for_fleet(bots.len());
-        let halt_fault = self.faults.len();
-        let name = "global HALT (infractl) right after SIGCONT; resume after the next fault";
         self.fault(name, self.halt.issued_ms, [true; 3], "no increment while halted");
-        std::thread::sleep(hold);
+        Ok(self.faults.len() - 1)
+    }
 
-        eprintln!("==> chaos: kill -9 redis-server while halted, restart after {hold:?}");
-        let injected_ms = now_ms();
-        self.server.kill().map_err(|e| e.to_string())?;
-        std::thread::sleep(hold);
-        self.server.restart().map_err(|e| format!("cannot restart redis-server: {e}"))?;
-        self.fault("kill -9 while halted, restart", injected_ms, [false, true, true], "the halt holds");
-        std::thread::sleep(gap);
-
+    /// Resumes the fleet through infractl; the halt's window (fault `halt_fault`) ends then.
+    fn resume(&mut self, halt_fault: usize) -> Result<(), String> {
         eprintln!("==> chaos: global resume through infractl");
         let issued_ms = now_ms();
         let record =
             self.infractl(&["emergency", "resume", "--global", "--reason", "chaos suite over", "--operator", "chaos"])?;
         // From the resume's audit record: the bots apply it before infractl has exited.
         self.halt.resumed_ms = record.first().and_then(|r| r["at_ms"].as_u64()).unwrap_or(issued_ms);
-        // The halt's window ends with the resume; recovery is measured from there.
+        // Recovery is measured from the resume.
         self.faults[halt_fault].ended_ms = self.halt.resumed_ms;
-        std::thread::sleep(gap);
         Ok(())
     }
 
@@ -341,12 +447,12 @@ impl Chaos {
         self.faults.push(Fault { name, injected_ms, ended_ms: now_ms(), workloads, note: note.to_owned() });
     }
 
-    fn wait_until_ready(&self, bots: &[Bot]) -> Result<(), String> {
+    fn wait_until_ready(&mut self, bots: &[Bot]) -> Result<(), String> {
         let deadline = Instant::now() + READY_LIMIT;
         loop {
             let ready = bots.iter().all(|bot| {
                 let key = format!("{NAMESPACE}:ctl:ready:{}", bot.id);
-                matches!(self.server.command(&["EXISTS", &key]), Ok(Reply::Integer(1)))
+                matches!(self.target.command(&key, &["EXISTS", &key]), Ok(Reply::Integer(1)))
             });
             if ready {
                 return Ok(());
@@ -380,7 +486,7 @@ impl Chaos {
     fn infractl(&self, args: &[&str]) -> Result<Vec<Value>, String> {
         let mut command = Command::new(&self.binaries.infractl);
         clear_infra_env(&mut command);
-        let url = self.server.url();
+        let url = self.target.url();
         let output = command
             .args(["--redis-url", &url, "--namespace", NAMESPACE, "-o", "json"])
             .args(args)
@@ -406,15 +512,17 @@ impl Chaos {
     }
 
     /// Waits until the durable group has nothing pending and nothing unread.
-    fn wait_until_drained(&self) {
-        let key = format!("{NAMESPACE}:stream:chaos.durable");
+    fn wait_until_drained(&mut self) {
+        let key = stream_key(matches!(self.target, Target::Cluster(_)));
         let deadline = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < deadline {
             // Not `lag`: Redis 7.0 forgets `entries-read` across a restart, and `lag` turns nil.
-            let last =
-                self.server.command(&["XINFO", "STREAM", &key]).map(|s| fields(&s).get("last-generated-id").cloned());
+            let last = self
+                .target
+                .command(&key, &["XINFO", "STREAM", &key])
+                .map(|s| fields(&s).get("last-generated-id").cloned());
             if let (Ok(Some(last)), Ok(Reply::Array(Some(groups)))) =
-                (last, self.server.command(&["XINFO", "GROUPS", &key]))
+                (last, self.target.command(&key, &["XINFO", "GROUPS", &key]))
             {
                 let drained = groups.iter().all(|group| {
                     let fields = fields(group);
@@ -428,6 +536,13 @@ impl Chaos {
         }
         eprintln!("==> chaos: the durable group did not drain within {DRAIN_LIMIT:?}");
     }
+}
+
+/// The durable channel's stream key, as `DurableBus::stream_key` names it (with a hash tag on a
+/// cluster).
+fn stream_key(clustered: bool) -> String {
+    let channel = format!("{NAMESPACE}:chaos.durable");
+    if clustered { format!("{NAMESPACE}:stream:{{{channel}}}") } else { format!("{NAMESPACE}:stream:chaos.durable") }
 }
 
 /// A flat `[name, value, ...]` reply as a map.
@@ -502,6 +617,8 @@ mod tests {
     fn options_scale_the_schedule() {
         let short = Options::parse(&["--short".to_owned()]).unwrap();
         assert_eq!((short.bots, short.hold, short.gap), (3, Duration::from_secs(2), Duration::from_secs(4)));
+        assert!(short.cluster);
+        assert!(!Options::parse(&["--no-cluster".into()]).unwrap().cluster);
         let long = Options::parse(&["--bots".into(), "5".into(), "--seconds".into(), "200".into()]).unwrap();
         assert_eq!((long.bots, long.gap), (5, Duration::from_secs(35)));
         assert!(Options::parse(&["--bots".into(), "1".into()]).is_err());

@@ -6,6 +6,9 @@
 //!   --url redis://127.0.0.1:7001 --namespace chaos --bot bot-0 --fleet bot-0,bot-1
 //! ```
 //!
+//! With `--replica-acks N` (the cluster phase passes 1) every state write and durable publish
+//! waits until N replicas acknowledged it (`replica_acks`), so a master's death loses none.
+//!
 //! The bot assembles the whole stack with the facade, then, once the key `<ns>:ctl:go` exists,
 //! works until `<ns>:ctl:stop` exists:
 //!

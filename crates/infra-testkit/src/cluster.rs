@@ -129,6 +129,30 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.promote_after_kill(index, &replicas, deadline)
+    }
+
+    /// Kills master `index` (SIGKILL) at once, with writes possibly still replicating (what a
+    /// crash does), and waits until one of its replicas was promoted and every running node
+    /// routes its slots there. Returns the promoted node's index. Writes the master answered
+    /// but had not yet sent to that replica are lost, unless the writer waited for replicas
+    /// (`WAIT`).
+    pub fn kill_master(&mut self, index: usize) -> Result<usize> {
+        let port = self.nodes[index].port();
+        if !self.replication(index).role_is_master() {
+            return Err(TestkitError::Cluster(format!("node {index} (port {port}) is not a master")));
+        }
+        let replicas: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| i != index && self.replication(i).field("master_port").as_deref() == Some(&port.to_string()))
+            .collect();
+        if replicas.is_empty() {
+            return Err(TestkitError::Cluster(format!("master {index} (port {port}) has no replica to fail over to")));
+        }
+        self.promote_after_kill(index, &replicas, Instant::now() + HEALTHY_TIMEOUT)
+    }
+
+    fn promote_after_kill(&mut self, index: usize, replicas: &[usize], deadline: Instant) -> Result<usize> {
+        let port = self.nodes[index].port();
         self.nodes[index].kill()?;
         loop {
             let promoted = replicas.iter().copied().find(|&r| self.replication(r).role_is_master());

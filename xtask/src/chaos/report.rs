@@ -35,11 +35,13 @@ struct Losses {
     reported_eventually: u64,
 }
 
-/// Everything the run showed.
+/// Everything one phase of the run showed.
 #[derive(Debug)]
 pub(super) struct Outcome {
+    /// The phase's heading and what Redis was.
+    title: &'static str,
+    setup: String,
     bots: usize,
-    schedule: String,
     faults: Vec<(Fault, Option<u64>, Losses)>,
     steady: Losses,
     checks: Vec<Check>,
@@ -47,7 +49,8 @@ pub(super) struct Outcome {
 
 impl Outcome {
     pub(super) fn evaluate(
-        options: &Options,
+        title: &'static str,
+        setup: String,
         bots: &[Bot],
         ended: &[Ended],
         faults: &[Fault],
@@ -76,22 +79,8 @@ impl Outcome {
                 None => "some bot made no progress after a fault".to_owned(),
             },
         });
-        checks.push(Check {
-            name: "cluster master failover",
-            passed: true,
-            figures: "skipped: the chaos fleet runs on one server (the cluster failover is covered by the \
-                      cluster tests, not by this suite)"
-                .to_owned(),
-        });
         let faults = faults.iter().cloned().zip(recoveries).zip(per_fault).map(|((f, r), l)| (f, r, l)).collect();
-        let schedule = format!(
-            "{} bots, {} of steady running between faults, each fault held {}{}",
-            options.bots,
-            seconds(millis(options.gap)),
-            seconds(millis(options.hold)),
-            if options.short { " (`--short`)" } else { "" }
-        );
-        Self { bots: bots.len(), schedule, faults, steady, checks }
+        Self { title, setup, bots: bots.len(), faults, steady, checks }
     }
 
     /// The checks that failed, named.
@@ -99,16 +88,10 @@ impl Outcome {
         self.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.name, c.figures)).collect()
     }
 
-    /// The section's content, between the markers.
-    pub(super) fn markdown(&self, took: Duration) -> String {
+    /// This phase's part of the section: its heading, its faults and its checks.
+    pub(super) fn markdown(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "Last run: `cargo xtask chaos`, {}; {} in all. Redis 7 with `appendonly yes`, \
-             `appendfsync always`; the time excludes building.\n",
-            self.schedule,
-            seconds(millis(took))
-        );
+        let _ = writeln!(out, "### {}\n\n{}\n", self.title, self.setup);
         out.push_str(
             "| fault (in order) | held | recovery: every bot progressing again | ephemeral events lost \
              (reported by the subscription's counters) | notes |\n|---|---|---|---|---|\n",
@@ -127,22 +110,28 @@ impl Outcome {
                 if fault.note.is_empty() { "" } else { &fault.note },
             );
         }
-        let _ = writeln!(out, "| none (steady running) | | | {} | |", losses_text(&self.steady));
-        out.push_str("| cluster master failover | | | | skipped: one server, no cluster in this suite |\n\n");
+        let _ = writeln!(out, "| none (steady running) | | | {} | |\n", losses_text(&self.steady));
         out.push_str("| check | result | figures |\n|---|---|---|\n");
         for check in &self.checks {
-            let result = if check.name == "cluster master failover" {
-                "skipped"
-            } else if check.passed {
-                "pass"
-            } else {
-                "**FAIL**"
-            };
+            let result = if check.passed { "pass" } else { "**FAIL**" };
             let _ = writeln!(out, "| {} | {result} | {} |", check.name, check.figures);
         }
         let _ = write!(out, "\n{} bots; figures from their reports (the last line each prints).", self.bots);
         out
     }
+}
+
+/// The section's first line: how the whole run was scheduled.
+pub(super) fn schedule(options: &Options, took: Duration) -> String {
+    format!(
+        "Last run: `cargo xtask chaos`, {} bots per phase, {} of steady running between faults, each fault held \
+         {}{}; {} in all (building excluded).",
+        options.bots,
+        seconds(millis(options.gap)),
+        seconds(millis(options.hold)),
+        if options.short { " (`--short`)" } else { "" },
+        seconds(millis(took))
+    )
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -154,7 +143,7 @@ fn seconds(ms: u64) -> String {
 }
 
 /// Milliseconds below a second, else seconds.
-fn short_time(ms: u64) -> String {
+pub(super) fn short_time(ms: u64) -> String {
     if ms < 1000 { format!("{ms} ms") } else { seconds(ms) }
 }
 
@@ -384,8 +373,9 @@ fn halt_checks(reports: &[(String, Value)], samples: &[Vec<Sample>], halt: &Halt
             name: "the halt reached every bot",
             passed: missing.is_empty() && fleet.is_some(),
             figures: format!(
-                "issued through `infractl emergency halt --global` right after the SIGCONT; applied by {}/{} bots, the slowest {slowest} ms after its audit record; the fleet view (`infractl emergency status \
+                "issued through `infractl emergency halt --global` {}; applied by {}/{} bots, the slowest {slowest} ms after its audit record; the fleet view (`infractl emergency status \
                  --all`) showed every bot applying it {}{}",
+                halt.issued_when,
                 reports.len() - missing.len(),
                 reports.len(),
                 fleet.map_or_else(|| "**never**".to_owned(), |ms| format!("{} after", seconds(ms))),
@@ -397,9 +387,10 @@ fn halt_checks(reports: &[(String, Value)], samples: &[Vec<Sample>], halt: &Halt
             passed: worked_while_halted.is_empty() && resumed == reports.len(),
             figures: format!(
                 "no increment from 200 ms after a bot applied the halt until it applied the resume{}; the resume \
-                 reached {resumed}/{} bots (the halt held through a kill -9 and restart)",
+                 reached {resumed}/{} bots{}",
                 if worked_while_halted.is_empty() { String::new() } else { format!(" except {worked_while_halted:?}") },
-                reports.len()
+                reports.len(),
+                halt.held_through
             ),
         },
     ]

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::tally::{Outcomes, Receiver};
 
-const USAGE: &str = "usage: chaos_bot --url URL --namespace NS --bot ID --fleet ID,ID,...";
+const USAGE: &str = "usage: chaos_bot --url URL --namespace NS --bot ID --fleet ID,ID,... [--replica-acks N]";
 const COUNTER: &str = "counter";
 const EPHEMERAL: &str = "chaos.eph";
 const DURABLE: &str = "chaos.durable";
@@ -42,10 +42,16 @@ struct Args {
     namespace: String,
     bot: String,
     fleet: Vec<String>,
+    /// Replicas that must acknowledge each state write and durable publish (0: none).
+    replica_acks: u32,
 }
+
+/// How long a write waits for its replica acknowledgements.
+const REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn parse_args() -> Result<Args, String> {
     let (mut url, mut namespace, mut bot, mut fleet) = (None, None, None, None);
+    let mut replica_acks = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("`{flag}` needs a value"))?;
@@ -54,11 +60,14 @@ fn parse_args() -> Result<Args, String> {
             "--namespace" => namespace = Some(value),
             "--bot" => bot = Some(value),
             "--fleet" => fleet = Some(value.split(',').map(str::to_owned).collect()),
+            "--replica-acks" => {
+                replica_acks = value.parse().map_err(|_| format!("`--replica-acks` expects a count, not `{value}`"))?;
+            }
             _ => return Err(format!("unexpected argument `{flag}`")),
         }
     }
     match (url, namespace, bot, fleet) {
-        (Some(url), Some(namespace), Some(bot), Some(fleet)) => Ok(Args { url, namespace, bot, fleet }),
+        (Some(url), Some(namespace), Some(bot), Some(fleet)) => Ok(Args { url, namespace, bot, fleet, replica_acks }),
         _ => Err("--url, --namespace, --bot and --fleet are required".to_owned()),
     }
 }
@@ -147,7 +156,8 @@ fn config(args: &Args) -> Result<Config, String> {
         .map_err(|e| e.to_string())?
         .namespace(&args.namespace)
         .operation_timeout(timeout)
-        .connect_timeout(Duration::from_secs(1));
+        .connect_timeout(Duration::from_secs(1))
+        .replica_acks(args.replica_acks, REPLICA_ACK_TIMEOUT);
     config.events = EventsConfig::redis(args.url.as_str())
         .map_err(|e| e.to_string())?
         .namespace(&args.namespace)
@@ -171,7 +181,8 @@ async fn run(args: Args) -> Result<Value, String> {
         .mode(EventsMode::Durable)
         .claim_after(Duration::from_secs(2))
         .max_deliveries(1000)
-        .stream_max_len(10_000_000);
+        .stream_max_len(10_000_000)
+        .replica_acks(args.replica_acks, REPLICA_ACK_TIMEOUT);
     let options = ControllerOptions::default().resync_interval(Duration::from_millis(250)).version("chaos_bot");
     let infra = Infrastructure::builder(config)
         .controller_options(options)
