@@ -51,6 +51,11 @@
 //!   [`Position`](crate::Position) ([`Start`](crate::Start)), which is how a subscriber replays
 //!   history: every delivered [`Envelope`](crate::Envelope) carries its position.
 //!
+//! With [`DurableOptions::replica_acks`] (`events.replica_acks`) set, a publish answers `Ok`
+//! only once that many replicas confirmed the entry (`WAIT` on the stream's node), so an event
+//! accepted survives the master's crash and a failover; fewer in time is
+//! [`crate::EventsError::NotReplicated`] (the entry is stored on the master).
+//!
 //! Patterns are not offered (streams are read by name): subscribing to one is
 //! [`crate::EventsError::PatternNotDurable`].
 //!
