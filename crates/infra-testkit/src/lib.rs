@@ -48,7 +48,7 @@ mod tls;
 pub use cluster::RedisCluster;
 pub use error::{Result, TestkitError};
 pub use example::cargo_example;
-pub use process::{REDIS_CLI_ENV, REDIS_SERVER_ENV};
+pub use process::{REDIS_CLI_ENV, REDIS_SENTINEL_ENV, REDIS_SERVER_ENV};
 pub use prometheus::{PROMETHEUS_ENV, PrometheusServer, Sample};
 pub use resp::{Connection, Reply};
 pub use sentinel::RedisSentinel;

@@ -12,6 +12,8 @@ use crate::error::{Result, TestkitError, io_error};
 pub const REDIS_SERVER_ENV: &str = "TESTKIT_REDIS_SERVER";
 /// Variable that can name the `redis-cli` executable.
 pub const REDIS_CLI_ENV: &str = "TESTKIT_REDIS_CLI";
+/// Variable that can name the `redis-sentinel` executable (Debian's `redis-sentinel` package).
+pub const REDIS_SENTINEL_ENV: &str = "TESTKIT_REDIS_SENTINEL";
 
 /// The port of the machine's shared Redis, which tests must never touch.
 const SHARED_REDIS_PORT: u16 = 6379;

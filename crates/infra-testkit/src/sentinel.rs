@@ -10,7 +10,7 @@ use std::{
 use crate::{
     RedisServer,
     error::{Result, TestkitError, io_error},
-    process::{REDIS_SERVER_ENV, ScratchDir, executable, free_port, tail},
+    process::{REDIS_SENTINEL_ENV, REDIS_SERVER_ENV, ScratchDir, executable, free_port, tail},
     resp::{Connection, Reply},
 };
 
@@ -66,7 +66,10 @@ impl RedisSentinel {
     /// and every sentinel knows the replica and the two other sentinels (so a failover can be
     /// voted at once).
     pub fn start() -> Result<Self> {
-        let binary = executable("redis-server", REDIS_SERVER_ENV)?;
+        // Debian's `redis-sentinel` (the server binary started under that name); without the
+        // package, `redis-server --sentinel` is the same program in the same mode.
+        let binary = executable("redis-sentinel", REDIS_SENTINEL_ENV)
+            .or_else(|_| executable("redis-server", REDIS_SERVER_ENV))?;
         let master = RedisServer::builder().label("sentinel-master").start()?;
         let master_port = master.port().to_string();
         let replica = RedisServer::builder()
