@@ -89,3 +89,37 @@ async fn a_write_the_replica_does_not_confirm_in_time_is_reported_not_replicated
     assert_eq!(text(&replica, "ns:fills").as_deref(), Some("3"));
     store.close().await.unwrap();
 }
+
+/// On a cluster each write waits on the master of its own hash slot: a `set_many` spanning every
+/// master is, when it returns, on every one of their replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_each_slot_written_is_acknowledged_by_its_masters_replica() {
+    let mut cluster = infra_testkit::RedisCluster::with_replicas(3, 1).expect("redis-server and redis-cli");
+    let config = StateConfig::redis(cluster.url()).unwrap().namespace("ns").replica_acks(1, Duration::from_secs(2));
+    let store = RedisStore::new(&config).unwrap();
+    let names: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    let entries: Vec<(&str, StateValue)> = names.iter().map(|n| (n.as_str(), v(&format!("\"{n}\"")))).collect();
+    store.set_many(&entries, None).await.unwrap();
+    let mut masters_written = std::collections::BTreeSet::new();
+    for name in &names {
+        let key = format!("ns:{name}");
+        let master = cluster.node_for_key(&key).unwrap();
+        masters_written.insert(master);
+        let port = cluster.nodes()[master].port().to_string();
+        let replica = cluster
+            .nodes()
+            .iter()
+            .find(|node| {
+                let info = node.command(&["INFO", "replication"]).unwrap().as_text().unwrap_or_default();
+                info.contains("role:slave") && info.contains(&format!("master_port:{port}"))
+            })
+            .expect("every master has a replica");
+        // A replica answers reads of its master's slots on a connection in READONLY mode.
+        let mut connection = replica.connect().unwrap();
+        connection.command_ok(&["READONLY"]).unwrap();
+        let stored = connection.command(&["GET", &key]).unwrap().as_text();
+        assert_eq!(stored.as_deref(), Some(format!("\"{name}\"").as_str()), "{key} on the replica");
+    }
+    assert_eq!(masters_written.len(), 3, "the batch spans every master");
+    store.close().await.unwrap();
+}
