@@ -102,17 +102,7 @@ impl RedisCluster {
     ///
     /// [`restart_node`]: RedisCluster::restart_node
     pub fn fail_over_master(&mut self, index: usize) -> Result<usize> {
-        let port = self.nodes[index].port();
-        let info = self.replication(index);
-        if !info.role_is_master() {
-            return Err(TestkitError::Cluster(format!("node {index} (port {port}) is not a master")));
-        }
-        let replicas: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| i != index && self.replication(i).field("master_port").as_deref() == Some(&port.to_string()))
-            .collect();
-        if replicas.is_empty() {
-            return Err(TestkitError::Cluster(format!("master {index} (port {port}) has no replica to fail over to")));
-        }
+        let replicas = self.replicas_of_master(index)?;
         let deadline = Instant::now() + HEALTHY_TIMEOUT;
         loop {
             let offset = self.replication(index).field("master_repl_offset");
@@ -138,6 +128,12 @@ impl RedisCluster {
     /// but had not yet sent to that replica are lost, unless the writer waited for replicas
     /// (`WAIT`).
     pub fn kill_master(&mut self, index: usize) -> Result<usize> {
+        let replicas = self.replicas_of_master(index)?;
+        self.promote_after_kill(index, &replicas, Instant::now() + HEALTHY_TIMEOUT)
+    }
+
+    /// The replicas of master `index`; an error if it is not a master or has none.
+    fn replicas_of_master(&self, index: usize) -> Result<Vec<usize>> {
         let port = self.nodes[index].port();
         if !self.replication(index).role_is_master() {
             return Err(TestkitError::Cluster(format!("node {index} (port {port}) is not a master")));
@@ -148,7 +144,7 @@ impl RedisCluster {
         if replicas.is_empty() {
             return Err(TestkitError::Cluster(format!("master {index} (port {port}) has no replica to fail over to")));
         }
-        self.promote_after_kill(index, &replicas, Instant::now() + HEALTHY_TIMEOUT)
+        Ok(replicas)
     }
 
     fn promote_after_kill(&mut self, index: usize, replicas: &[usize], deadline: Instant) -> Result<usize> {
