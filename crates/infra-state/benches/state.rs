@@ -20,7 +20,6 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dashmap::DashMap;
-use futures::FutureExt;
 use infra_config::RedisUrl;
 use infra_redis::fred::{
     prelude::{Builder, Client, ClientLike, Config as FredConfig, KeysInterface, ReconnectPolicy, Value},

@@ -4,7 +4,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -152,14 +152,44 @@ impl<'a, T> StateFuture<'a, T> {
     pub fn new(future: impl Future<Output = Result<T>> + Send + 'a) -> Self {
         Self(FutureKind::Boxed(Box::pin(future)))
     }
+
+    /// The result if it is there now (polled once, without a runtime), else `None`: what
+    /// [`FutureExt::now_or_never`](futures::FutureExt::now_or_never) does, and found before it.
+    /// An already ready result is handed back directly, without a waker, a poll or moving a
+    /// `Result` through them, which halves the plumbing of a memory call (issue #11).
+    ///
+    /// # Panics
+    ///
+    /// If the future already resolved, as polling it again would.
+    #[inline]
+    pub fn now_or_never(self) -> Option<Result<T>> {
+        match self.0 {
+            FutureKind::Ready(Some(value)) => Some(Ok(value)),
+            kind => Self(kind).poll_once(),
+        }
+    }
+
+    /// The rest of [`StateFuture::now_or_never`], out of line so that the ready case inlines.
+    #[inline(never)]
+    fn poll_once(self) -> Option<Result<T>> {
+        match self.0 {
+            FutureKind::Ready(value) => Some(Ok(value.expect(DONE))),
+            FutureKind::Failed(error) => Some(Err(*error.expect(DONE))),
+            FutureKind::Boxed(mut future) => match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                Poll::Ready(result) => Some(result),
+                Poll::Pending => None,
+            },
+        }
+    }
 }
+
+const DONE: &str = "StateFuture polled after completion";
 
 impl<T: Unpin> Future for StateFuture<'_, T> {
     type Output = Result<T>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        const DONE: &str = "StateFuture polled after completion";
         match &mut self.get_mut().0 {
             FutureKind::Ready(value) => Poll::Ready(Ok(value.take().expect(DONE))),
             FutureKind::Failed(error) => Poll::Ready(Err(*error.take().expect(DONE))),
@@ -446,14 +476,25 @@ pub const MAX_VALUE_BYTES: usize = 512 * 1024 * 1024;
 /// Rejects a key, then a value longer than [`MAX_VALUE_BYTES`], as every backend must.
 #[inline]
 pub(crate) fn check_entry(key: &str, value: &StateValue) -> Result<()> {
-    check_key(key)?;
-    if value.len() > MAX_VALUE_BYTES { Err(value_too_large(key, value.len())) } else { Ok(()) }
+    if entry_is_valid(key, value) { Ok(()) } else { Err(entry_error(key, value)) }
 }
 
+/// Whether [`check_entry`] accepts the entry: one test, so a hot path can take the rest of its
+/// work as known to succeed.
+#[inline]
+pub(crate) fn entry_is_valid(key: &str, value: &StateValue) -> bool {
+    !key.is_empty() && value.len() <= MAX_VALUE_BYTES
+}
+
+/// Why [`check_entry`] refused: the key first, then the size.
 #[cold]
 #[inline(never)]
-fn value_too_large(key: &str, size: usize) -> StateError {
-    StateError::ValueTooLarge { key: key.to_owned(), size, limit: MAX_VALUE_BYTES }
+fn entry_error(key: &str, value: &StateValue) -> StateError {
+    if key.is_empty() {
+        empty_key()
+    } else {
+        StateError::ValueTooLarge { key: key.to_owned(), size: value.len(), limit: MAX_VALUE_BYTES }
+    }
 }
 
 /// Out of line so that checking a key is one comparison on every hot path.
@@ -502,5 +543,23 @@ mod tests {
         assert_eq!(format!("{future:?}"), "StateFuture(\"ready\")");
         assert!(matches!((&mut future).now_or_never(), Some(Err(StateError::MissingUrl))));
         assert_eq!(format!("{future:?}"), "StateFuture(\"done\")");
+    }
+
+    #[test]
+    fn now_or_never_hands_back_a_ready_result_and_polls_a_boxed_future_once() {
+        assert!(matches!(StateFuture::ready(Ok(7)).now_or_never(), Some(Ok(7))));
+        let failed = StateFuture::<()>::ready(Err(StateError::MissingUrl)).now_or_never();
+        assert!(matches!(failed, Some(Err(StateError::MissingUrl))));
+        assert!(matches!(StateFuture::new(async { Ok(8) }).now_or_never(), Some(Ok(8))));
+        assert!(StateFuture::<()>::new(futures::future::pending()).now_or_never().is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "StateFuture polled after completion")]
+    fn now_or_never_on_a_resolved_future_panics_as_a_poll_would() {
+        use futures::FutureExt;
+        let mut future = StateFuture::ready(Ok(1));
+        assert!(matches!((&mut future).now_or_never(), Some(Ok(1))));
+        let _ = future.now_or_never();
     }
 }

@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-use futures::FutureExt;
 use infra_state::{CasOutcome, Expected, Number, StateStore, StateValue, Ttl, memory::MemoryStore};
 
 /// What the store may hold over twice its entries with a TTL (documented on `pending_expiries`).

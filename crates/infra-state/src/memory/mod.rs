@@ -24,7 +24,7 @@ use tokio::{sync::Notify, time::Instant};
 use crate::{
     CasOutcome, Expected, Number, Result, StateError, StateFuture, StateStore, StateValue, Ttl, Versioned,
     instruments::{Op, OpCounters},
-    store::{check_entry, check_key, ttl_millis},
+    store::{check_entry, check_key, entry_is_valid, ttl_millis},
     value::format_float,
 };
 
@@ -190,15 +190,15 @@ impl MemoryStore {
     /// into `set`, the rarer paths staying out of line (issue #11).
     #[inline(always)]
     fn overwrite(&self, key: &str, value: StateValue) {
-        let entry = Entry { value, expires_at: None, generation: 0 };
-        // Overwriting (prices, positions) needs no owned copy of the key.
+        // Overwriting (prices, positions) needs no owned copy of the key; field by field, so the
+        // new entry is not built and then copied into the slot.
         let lost_ttl = match self.inner.map.get_mut(key) {
             Some(mut slot) => {
-                let had_ttl = slot.expires_at.is_some();
-                *slot = entry;
-                had_ttl
+                slot.value = value;
+                slot.generation = 0;
+                slot.expires_at.take().is_some()
             }
-            None => self.insert_absent(key, entry),
+            None => self.insert_absent(key, Entry { value, expires_at: None, generation: 0 }),
         };
         if lost_ttl {
             self.inner.ttl_entries_gone(1);
@@ -354,6 +354,12 @@ fn redis_integer(text: &str) -> Option<i64> {
 }
 
 impl MemoryStore {
+    /// A `set` with a TTL or a bad entry, out of line.
+    #[inline(never)]
+    fn set_checked(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'_, ()> {
+        self.ready(Op::Set, self.set_now(key, value, ttl))
+    }
+
     /// Counts the call and hands its result back, ready.
     #[inline(always)]
     fn ready<'a, T>(&self, op: Op, result: Result<T>) -> StateFuture<'a, T> {
@@ -379,7 +385,14 @@ impl StateStore for MemoryStore {
     }
 
     fn set<'a>(&'a self, key: &'a str, value: StateValue, ttl: Option<Duration>) -> StateFuture<'a, ()> {
-        self.ready(Op::Set, self.set_now(key, value, ttl))
+        // The common case (a valid entry, no TTL) alone inline, knowing it succeeds: no `Result`
+        // to carry, no outcome to pick (issue #11).
+        if ttl.is_none() && entry_is_valid(key, &value) {
+            self.overwrite(key, value);
+            self.inner.counters.count_outcome(Op::Set, false);
+            return StateFuture::ready(Ok(()));
+        }
+        self.set_checked(key, value, ttl)
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> StateFuture<'a, bool> {
