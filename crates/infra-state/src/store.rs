@@ -156,7 +156,7 @@ impl<'a, T> StateFuture<'a, T> {
     /// The result if it is there now (polled once, without a runtime), else `None`: what
     /// [`FutureExt::now_or_never`](futures::FutureExt::now_or_never) does, and found before it.
     /// An already ready result is handed back directly, without a waker, a poll or moving a
-    /// `Result` through them, which halves the plumbing of a memory call (issue #11).
+    /// `Result` through them, which halves the cost of a memory call made from synchronous code.
     ///
     /// # Panics
     ///
