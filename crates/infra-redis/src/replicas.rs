@@ -48,7 +48,14 @@ pub async fn wait_for_replicas(
     // Blocking: fred holds the connection's later commands until the answer, as Redis does.
     let command = CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), true);
     let timeout_ms = i64::try_from(acks.timeout.as_millis()).unwrap_or(i64::MAX).max(1);
-    let options = Options { timeout: Some(acks.timeout.saturating_add(command_timeout)), ..Options::default() };
+    // Never re-sent: a `WAIT` replayed on a new connection (after a reconnect, or to a promoted
+    // replica) has no write of its own to wait for and would answer at once, vouching for a
+    // write it never saw. A lost `WAIT` is an error, as for any write in flight.
+    let options = Options {
+        timeout: Some(acks.timeout.saturating_add(command_timeout)),
+        max_attempts: Some(1),
+        ..Options::default()
+    };
     let acknowledged: i64 =
         client.with_options(&options).custom(command, vec![i64::from(acks.replicas), timeout_ms]).await?;
     Ok(u32::try_from(acknowledged).unwrap_or(0))

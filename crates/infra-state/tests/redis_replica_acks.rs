@@ -81,8 +81,12 @@ async fn a_write_the_replica_does_not_confirm_in_time_is_reported_not_replicated
     // Applied on the master, as the error says.
     assert_eq!(text(&master, "ns:fills").as_deref(), Some("2"));
 
-    // Writes that wrote nothing wait for nothing: a set-if-absent that found the key.
-    assert!(!store.set_if_not_exists("fills", v("0"), None).await.unwrap());
+    // An answer that wrote nothing waits too: the key it found is the write above, which no
+    // replica has yet (a failover would take it away and make the answer wrong).
+    let error = store.set_if_not_exists("fills", v("0"), None).await.unwrap_err();
+    assert!(matches!(error, StateError::NotReplicated { operation: "set_if_not_exists", .. }), "{error:?}");
+    let error = store.delete("never-written").await.unwrap_err();
+    assert!(matches!(error, StateError::NotReplicated { operation: "delete", .. }), "{error:?}");
 
     replica.resume().unwrap();
     assert_eq!(store.incr("fills", 1).await.unwrap(), 3);

@@ -164,7 +164,7 @@ impl RedisStore {
     pub async fn compare_and_delete(&self, key: &str, expected: Expected) -> Result<bool> {
         let call = async {
             let deleted = self.compare_and_delete_one(key, expected).await;
-            self.acknowledged("compare_and_delete", key, deleted, |deleted| *deleted).await
+            self.acknowledged("compare_and_delete", key, deleted).await
         };
         self.timed(Op::CompareAndDelete, call).await
     }
@@ -197,7 +197,7 @@ impl RedisStore {
 
     /// [`StateStore::increment`] without boxing the future.
     pub async fn increment(&self, key: &str, by: Number) -> Result<Number> {
-        let call = async { self.acknowledged("increment", key, self.increment_one(key, by).await, |_| true).await };
+        let call = async { self.acknowledged("increment", key, self.increment_one(key, by).await).await };
         self.timed(Op::Increment, call).await
     }
 
@@ -329,7 +329,7 @@ impl StateStore for RedisStore {
                 let _in_flight = in_flight;
                 let reply = async {
                     let reply = self.coalesced_reply("set", key, reply).await.map(drop);
-                    self.acknowledged("set", key, reply, |()| true).await
+                    self.acknowledged("set", key, reply).await
                 };
                 self.timed(Op::Set, reply).await
             }),
@@ -345,9 +345,7 @@ impl StateStore for RedisStore {
             check_key(key)?;
             let client = self.client().await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
-            if removed > 0 {
-                self.replicated("delete", &[key]).await?;
-            }
+            self.acknowledged_keys("delete", &[key]).await?;
             Ok(removed > 0)
         }))
     }
@@ -381,9 +379,7 @@ impl StateStore for RedisStore {
             let client = self.client().await?;
             let set: i64 =
                 client.pexpire(self.full_key(key), ms, None).await.map_err(|e| self.error("expire", key, e))?;
-            if set == 1 {
-                self.replicated("expire", &[key]).await?;
-            }
+            self.acknowledged_keys("expire", &[key]).await?;
             Ok(set == 1)
         }))
     }

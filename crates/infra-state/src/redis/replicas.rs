@@ -10,21 +10,21 @@ use super::RedisStore;
 use crate::{CasOutcome, Expected, Result, StateError, StateValue};
 
 impl RedisStore {
-    /// `answer` (of a call already made), once the replicas acknowledged its write when it
-    /// wrote (as `wrote` reads it) and acknowledgements are configured. The caller awaits its
-    /// command first, so the two futures never live side by side in one state machine.
-    pub(super) async fn acknowledged<T>(
-        &self,
-        operation: &'static str,
-        key: &str,
-        answer: Result<T>,
-        wrote: impl FnOnce(&T) -> bool,
-    ) -> Result<T> {
+    /// `answer` (of a call already made), once the replicas acknowledged everything this store
+    /// sent the key's node, when acknowledgements are configured. Every answer waits, also one
+    /// that wrote nothing (a set-if-absent that found the key, a delete of nothing): what it
+    /// read may be an earlier write, its own retried one included, that no replica has yet.
+    /// The caller awaits its command first, so the two futures never live side by side.
+    pub(super) async fn acknowledged<T>(&self, operation: &'static str, key: &str, answer: Result<T>) -> Result<T> {
         let answer = answer?;
-        if self.shared.replica_acks.is_some() && wrote(&answer) {
-            self.replicated(operation, &[key]).await?;
-        }
+        self.acknowledged_keys(operation, &[key]).await?;
         Ok(answer)
+    }
+
+    /// [`RedisStore::replicated`] when acknowledgements are configured; nothing (and no
+    /// allocation) otherwise.
+    pub(super) async fn acknowledged_keys(&self, operation: &'static str, keys: &[&str]) -> Result<()> {
+        if self.shared.replica_acks.is_some() { self.replicated(operation, keys).await } else { Ok(()) }
     }
 
     /// Waits until the configured number of replicas confirmed the writes this store sent the
@@ -65,17 +65,17 @@ impl RedisStore {
 
     /// A lone `SET`, acknowledged.
     pub(super) async fn set_lone(&self, key: &str, value: StateValue, ttl: Option<Duration>) -> Result<()> {
-        self.acknowledged("set", key, self.set_one(key, value, ttl, false).await, |_| true).await.map(drop)
+        self.acknowledged("set", key, self.set_one(key, value, ttl, false).await).await.map(drop)
     }
 
-    /// `SET NX`, acknowledged when it set.
+    /// `SET NX`, acknowledged.
     pub(super) async fn set_if_absent_acknowledged(
         &self,
         key: &str,
         value: StateValue,
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        self.acknowledged("set_if_not_exists", key, self.set_one(key, value, ttl, true).await, |set| *set).await
+        self.acknowledged("set_if_not_exists", key, self.set_one(key, value, ttl, true).await).await
     }
 
     /// `set_many`, acknowledged on every slot it wrote.
@@ -86,10 +86,10 @@ impl RedisStore {
     ) -> Result<()> {
         self.set_many_values(entries, ttl).await?;
         let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
-        self.replicated("set_many", &keys).await
+        self.acknowledged_keys("set_many", &keys).await
     }
 
-    /// Compare-and-swap, acknowledged when it swapped.
+    /// Compare-and-swap, acknowledged.
     pub(super) async fn compare_and_swap_acknowledged(
         &self,
         key: &str,
@@ -98,6 +98,6 @@ impl RedisStore {
         ttl: Option<Duration>,
     ) -> Result<CasOutcome> {
         let outcome = self.compare_and_swap_one(key, expected, value, ttl).await;
-        self.acknowledged("compare_and_swap", key, outcome, |outcome| matches!(outcome, CasOutcome::Swapped(_))).await
+        self.acknowledged("compare_and_swap", key, outcome).await
     }
 }
