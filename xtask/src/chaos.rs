@@ -216,10 +216,7 @@ fn run_phase(options: &Options, binaries: &Binaries, phase: Phase) -> Result<rep
     for id in &ids {
         bots.push(chaos.spawn_bot(id, &ids)?);
     }
-    let result = match phase {
-        Phase::Server => chaos.drive_server(options, &bots),
-        Phase::Cluster => chaos.drive_cluster(options, &bots),
-    };
+    let result = chaos.drive(phase, options, &bots);
     // Whatever happened, tell the bots to finish and collect them.
     let _ = chaos.set("ctl:stop");
     if result.is_ok() {
@@ -330,11 +327,20 @@ impl Chaos<'_> {
         }
     }
 
-    fn drive_server(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
+    /// Waits for the fleet, says go, lets it run steadily, then injects the phase's faults.
+    fn drive(&mut self, phase: Phase, options: &Options, bots: &[Bot]) -> Result<(), String> {
         self.wait_until_ready(bots)?;
         self.set("ctl:go")?;
+        std::thread::sleep(options.gap);
+        match phase {
+            Phase::Server => self.drive_server(options, bots),
+            Phase::Cluster => self.drive_cluster(options, bots),
+        }
+    }
+
+    /// The single-server faults, after the first steady period.
+    fn drive_server(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
         let (gap, hold) = (options.gap, options.hold);
-        std::thread::sleep(gap);
 
         eprintln!("==> chaos: kill -9 redis-server, restart after {hold:?}");
         let injected_ms = now_ms();
@@ -378,15 +384,11 @@ impl Chaos<'_> {
         Ok(())
     }
 
-    /// The cluster phase: steady running, the master holding the durable stream killed (its
+    /// The cluster phase, after the first steady period: the master holding the durable stream killed (its
     /// replica takes over; the old master comes back as the new one's replica), a global halt
     /// and its resume.
     fn drive_cluster(&mut self, options: &Options, bots: &[Bot]) -> Result<(), String> {
-        self.wait_until_ready(bots)?;
-        self.set("ctl:go")?;
         let (gap, hold) = (options.gap, options.hold);
-        std::thread::sleep(gap);
-
         let (stream, counter) = (stream_key(true), format!("{NAMESPACE}:counter"));
         let cluster = self.target.cluster()?;
         let master = cluster.node_for_key(&stream).map_err(|e| e.to_string())?;

@@ -29,6 +29,7 @@ use infra_redis::{
     fred::{
         prelude::{Client, KeysInterface, Value},
         types::Key,
+        util::redis_keyslot,
     },
 };
 
@@ -281,6 +282,12 @@ impl RedisStore {
         }
     }
 
+    /// The hash slot of `full` on a cluster; 0 on a single server, where every key shares one
+    /// connection.
+    fn slot(&self, full: &Key) -> u16 {
+        if self.shared.clustered { redis_keyslot(full.as_bytes()) } else { 0 }
+    }
+
     fn full_key(&self, key: &str) -> Key {
         let prefix = &self.shared.prefix;
         let mut full = String::with_capacity(prefix.len() + key.len());
@@ -345,7 +352,7 @@ impl StateStore for RedisStore {
             check_key(key)?;
             let client = self.client().await?;
             let removed: i64 = client.del(self.full_key(key)).await.map_err(|e| self.error("delete", key, e))?;
-            self.acknowledged_keys("delete", &[key]).await?;
+            self.acknowledged_keys("delete", [key]).await?;
             Ok(removed > 0)
         }))
     }
@@ -379,7 +386,7 @@ impl StateStore for RedisStore {
             let client = self.client().await?;
             let set: i64 =
                 client.pexpire(self.full_key(key), ms, None).await.map_err(|e| self.error("expire", key, e))?;
-            self.acknowledged_keys("expire", &[key]).await?;
+            self.acknowledged_keys("expire", [key]).await?;
             Ok(set == 1)
         }))
     }

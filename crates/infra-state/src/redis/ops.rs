@@ -10,7 +10,6 @@ use infra_redis::{
             Value,
         },
         types::Key,
-        util::redis_keyslot,
     },
 };
 
@@ -157,8 +156,7 @@ impl RedisStore {
         let mut batches: BTreeMap<u16, Vec<(Key, &str, &str)>> = BTreeMap::new();
         for (key, value) in entries {
             let full = self.full_key(key);
-            let slot = if self.shared.clustered { redis_keyslot(full.as_bytes()) } else { 0 };
-            batches.entry(slot).or_default().push((full, key, value.as_str()));
+            batches.entry(self.slot(&full)).or_default().push((full, key, value.as_str()));
         }
         let transactions = batches.into_values().map(|batch| {
             let expiry = expiry.clone();

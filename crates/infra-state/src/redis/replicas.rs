@@ -3,8 +3,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use futures::future::BoxFuture;
-use infra_redis::{fred::util::redis_keyslot, wait_for_replicas};
+use infra_redis::{ReplicaAcks, fred::types::Key, wait_for_replicas};
 
 use super::RedisStore;
 use crate::{CasOutcome, Expected, Result, StateError, StateValue};
@@ -17,36 +16,37 @@ impl RedisStore {
     /// The caller awaits its command first, so the two futures never live side by side.
     pub(super) async fn acknowledged<T>(&self, operation: &'static str, key: &str, answer: Result<T>) -> Result<T> {
         let answer = answer?;
-        self.acknowledged_keys(operation, &[key]).await?;
+        self.acknowledged_keys(operation, [key]).await?;
         Ok(answer)
-    }
-
-    /// [`RedisStore::replicated`] when acknowledgements are configured; nothing (and no
-    /// allocation) otherwise.
-    pub(super) async fn acknowledged_keys(&self, operation: &'static str, keys: &[&str]) -> Result<()> {
-        if self.shared.replica_acks.is_some() { self.replicated(operation, keys).await } else { Ok(()) }
     }
 
     /// Waits until the configured number of replicas confirmed the writes this store sent the
     /// nodes holding `keys`: one `WAIT` per hash slot on a cluster, one in all otherwise. Fewer
-    /// in time is [`StateError::NotReplicated`]. Returns at once without the setting.
-    ///
-    /// Boxed: fred's `WAIT` future is as large as the write's, and only stores configured to
-    /// wait should pay for it.
-    pub(super) fn replicated<'a>(&'a self, operation: &'static str, keys: &'a [&'a str]) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.wait_for_acks(operation, keys))
-    }
-
-    async fn wait_for_acks(&self, operation: &'static str, keys: &[&str]) -> Result<()> {
+    /// in time is [`StateError::NotReplicated`]. Without the setting: nothing, no allocation.
+    pub(super) async fn acknowledged_keys<'k>(
+        &self,
+        operation: &'static str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<()> {
         let Some(acks) = self.shared.replica_acks else { return Ok(()) };
-        let client = self.client().await?;
         let mut by_slot = BTreeMap::new();
         for key in keys {
             let full = self.full_key(key);
-            let slot = if self.shared.clustered { redis_keyslot(full.as_bytes()) } else { 0 };
-            by_slot.entry(slot).or_insert((*key, full));
+            by_slot.entry(self.slot(&full)).or_insert((key, full));
         }
-        for (key, full) in by_slot.into_values() {
+        // Boxed: fred's `WAIT` future is as large as the write's, and only stores configured to
+        // wait should carry it.
+        Box::pin(self.wait_for_acks(operation, by_slot.into_values(), acks)).await
+    }
+
+    async fn wait_for_acks<'k>(
+        &self,
+        operation: &'static str,
+        keys: impl Iterator<Item = (&'k str, Key)>,
+        acks: ReplicaAcks,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        for (key, full) in keys {
             let acknowledged = wait_for_replicas(client, full.as_bytes(), acks, self.shared.operation_timeout)
                 .await
                 .map_err(|e| self.error(operation, key, e))?;
@@ -85,8 +85,7 @@ impl RedisStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         self.set_many_values(entries, ttl).await?;
-        let keys: Vec<&str> = entries.iter().map(|(key, _)| *key).collect();
-        self.acknowledged_keys("set_many", &keys).await
+        self.acknowledged_keys("set_many", entries.iter().map(|(key, _)| *key)).await
     }
 
     /// Compare-and-swap, acknowledged.
